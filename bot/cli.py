@@ -1,0 +1,384 @@
+"""The `earful` command line: thin commands over the composition root."""
+
+from __future__ import annotations
+
+import getpass
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from bot.app import build, open_database
+from bot.config import Settings, load_settings
+from bot.console import ConsoleCards
+from bot.delivery import Sink
+from bot.errors import EarfulError, InputError
+from bot.logs import configure_logging
+from bot.models import now_utc
+from bot.replay import ReplayReport, replay
+from handlers.crm_import import read_crm_csv
+from handlers.file_import import parse_column_map, read_file
+from storage import audit, contacts, status
+from storage.database import Database
+from storage.outbox import Effect
+
+app = typer.Typer(
+    help="Earful: listen to public mentions, judge them, hand them to your team.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+contacts_app = typer.Typer(help="Contacts and CRM records.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(contacts_app, name="contacts")
+
+out = Console()
+err = Console(stderr=True)
+
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option(
+        "--database",
+        help="Database URL (default: EARFUL_DATABASE_URL, else SQLite in the data directory).",
+        show_default=False,
+    ),
+]
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def _settings(database: str | None) -> Settings:
+    settings = load_settings(database_url=database)
+    configure_logging(settings.log_level)
+    return settings
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Turn Earful's errors into one line on stderr and a non-zero exit."""
+    try:
+        yield
+    except EarfulError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _open_input(path: Path) -> Path:
+    if not path.is_file():
+        raise InputError(str(path), "no such file")
+    return path
+
+
+class _DiscardCards:
+    """The sink of a dry run: cards are counted in the report, never delivered."""
+
+    def deliver(self, effect: Effect) -> None:
+        """Nothing leaves the machine in a dry run."""
+
+
+@db_app.command("upgrade")
+def db_upgrade(database: DatabaseOption = None) -> None:
+    """Create the schema, or migrate it to this version of Earful."""
+    with _errors():
+        settings = _settings(database)
+        db = Database(url=settings.resolved_database_url)
+        before, after = db.upgrade()
+        with db.transaction() as session:
+            audit.record(
+                session,
+                actor=_actor(),
+                origin="cli",
+                action="db.upgrade",
+                details={"from": before, "to": after},
+                at=now_utc(),
+            )
+        out.print(f"database {db.display_url}: {before or 'empty'} → {after}")
+
+
+@contacts_app.command("import")
+def contacts_import(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="CSV export: "
+            "name,email,x_handle,telegram_handle,company,plan,lifetime_value,last_order_date,order_count"
+        ),
+    ],
+    database: DatabaseOption = None,
+) -> None:
+    """Load customer records from a CRM export; all rows or none."""
+    with _errors():
+        settings = _settings(database)
+        with _open_input(file).open("rb") as stream:
+            records, errors = read_crm_csv(stream, name=file.name)
+        if errors:
+            for error in errors:
+                err.print(f"[red]rejected[/red] {error}", highlight=False)
+            err.print(f"{len(errors)} invalid row(s) in {file.name}; nothing was imported")
+            raise typer.Exit(1)
+        db = open_database(settings)
+        try:
+            with db.transaction() as session:
+                result = contacts.import_crm_records(session, records, at=now_utc())
+                audit.record(
+                    session,
+                    actor=_actor(),
+                    origin="cli",
+                    action="contacts.import",
+                    target=file.name,
+                    details={"created": result.created, "updated": result.updated},
+                    at=now_utc(),
+                )
+        except ValueError as exc:
+            raise InputError(file.name, f"{exc}; nothing was imported") from None
+        out.print(
+            f"imported {len(records)} record(s): {result.created} new, {result.updated} updated"
+        )
+
+
+def _run_replay(
+    *,
+    settings: Settings,
+    file: Path,
+    sink: Sink,
+    dry_run: bool,
+    fmt: Literal["auto", "jsonl", "csv"],
+    column_map: dict[str, str],
+    database: Database | None = None,
+    show_progress: bool = True,
+) -> tuple[ReplayReport, Database]:
+    services = build(settings=settings, card_sink=sink, dry_run=dry_run, database=database)
+    size = file.stat().st_size
+    with file.open("rb") as stream:
+        records = read_file(
+            file,
+            stream,
+            max_text_chars=settings.max_text_chars,
+            received_at=now_utc(),
+            fmt=fmt,
+            column_map=column_map,
+        )
+        progress = Progress(
+            TextColumn("[bold]replay[/bold] {task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[stored]:,} stored"),
+            TimeElapsedColumn(),
+            console=err,
+            transient=False,
+            disable=not show_progress,
+        )
+        with progress:
+            task = progress.add_task(file.name, total=size, stored=0)
+            report = replay(
+                records,
+                pipeline=services.pipeline,
+                deliverer=None if dry_run else services.deliverer,
+                source=f"replay:{file.name}",
+                batch_size=settings.batch_size,
+                on_error=lambda e: progress.console.print(
+                    f"[red]rejected[/red] {e}", highlight=False
+                ),
+                on_batch=lambda stored: progress.update(
+                    task, completed=stream.tell(), stored=stored
+                ),
+            )
+            progress.update(task, completed=size)
+    with services.database.transaction() as session:
+        audit.record(
+            session,
+            actor=_actor(),
+            origin="cli",
+            action="replay",
+            target=file.name,
+            details={
+                "stored": report.stored,
+                "duplicates": report.duplicates,
+                "rejected": len(report.rejected),
+                "dry_run": dry_run,
+            },
+            at=now_utc(),
+        )
+    return report, services.database
+
+
+def _report_table(report: ReplayReport, *, dry_run: bool) -> Table:
+    table = Table(
+        title="replay" + (" (dry run: nothing sent)" if dry_run else ""), show_header=True
+    )
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    rows: list[tuple[str, int]] = [
+        ("lines read", report.read),
+        ("mentions stored (new)", report.stored),
+        ("duplicates skipped", report.duplicates),
+        ("lines rejected", len(report.rejected)),
+        ("outbound replies logged", report.outbound_logged),
+        ("failed in pipeline", report.failed),
+    ]
+    rows += [(f"routed to {channel}", n) for channel, n in sorted(report.routed.items())]
+    if not dry_run:
+        rows += [
+            ("cards delivered", report.delivery.delivered),
+            ("cards failed", report.delivery.failed),
+        ]
+    for what, count in rows:
+        table.add_row(what, f"{count:,}")
+    return table
+
+
+@app.command("replay")
+def replay_command(
+    file: Annotated[
+        Path, typer.Argument(help="JSON Lines (the input contract) or CSV with a header.")
+    ],
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Store and judge, but send nothing to Slack or any platform."
+        ),
+    ] = False,
+    fmt: Annotated[str, typer.Option("--format", help="auto (by suffix), jsonl or csv.")] = "auto",
+    column_map: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--map",
+            help="CSV only: FIELD=COLUMN, e.g. text=body or author.handle=user. Repeatable.",
+        ),
+    ] = None,
+    database: DatabaseOption = None,
+) -> None:
+    """Run a dump of mentions through the pipeline; prints a table of counts."""
+    with _errors():
+        settings = _settings(database)
+        if fmt not in ("auto", "jsonl", "csv"):
+            raise InputError("--format", f"{fmt!r} is not one of auto, jsonl, csv")
+        mapping = parse_column_map(column_map or [])
+        _open_input(file)
+        sink: Sink = _DiscardCards() if dry_run else ConsoleCards(console=out)
+        report, _ = _run_replay(
+            settings=settings,
+            file=file,
+            sink=sink,
+            dry_run=dry_run,
+            fmt=fmt,  # type: ignore[arg-type]
+            column_map=mapping,
+        )
+        out.print(_report_table(report, dry_run=dry_run))
+        if report.rejected:
+            err.print(f"{len(report.rejected)} line(s) rejected; the other lines were stored")
+            raise typer.Exit(1)
+
+
+@app.command("status")
+def status_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    database: DatabaseOption = None,
+) -> None:
+    """Counts of mentions, conversations, contacts, interactions, pending work and checkpoints."""
+    with _errors():
+        db = open_database(_settings(database))
+        with db.transaction() as session:
+            counts = status.counts(session)
+        if as_json:
+            out.print_json(json.dumps(counts.to_json()))
+            return
+        out.print(_status_table(counts))
+
+
+def _status_table(counts: status.StatusCounts) -> Table:
+    table = Table(title="status")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    rows: list[tuple[str, int]] = [
+        ("mentions", counts.mentions),
+        ("conversations", counts.conversations),
+        ("contacts", counts.contacts),
+        ("interactions inbound", counts.interactions["inbound"]),
+        ("interactions outbound", counts.interactions["outbound"]),
+        ("outbox pending", counts.outbox_pending),
+        ("outbox failed", counts.outbox_failed),
+        ("jobs pending", counts.jobs_pending),
+        ("jobs failed", counts.jobs_failed),
+    ]
+    for what, count in rows:
+        table.add_row(what, f"{count:,}")
+    for source, position in sorted(counts.checkpoints.items()):
+        table.add_row(f"checkpoint {source}", position)
+    return table
+
+
+@app.command("demo")
+def demo_command(database: DatabaseOption = None) -> None:
+    """The whole pipeline over a bundled sample: CRM import, ~200 mentions, cards in the console."""
+    with _errors():
+        settings = _settings(database)
+        if database is None:
+            # The demo keeps its own database, fresh each run, apart from real data.
+            demo_file = settings.data_dir / "demo.db"
+            demo_file.unlink(missing_ok=True)
+            settings = settings.model_copy(update={"database_url": f"sqlite:///{demo_file}"})
+        db = open_database(settings)
+        samples = resources.files("bot") / "samples"
+        with resources.as_file(samples / "demo_crm.csv") as crm_path, crm_path.open("rb") as stream:
+            records, errors = read_crm_csv(stream, name=crm_path.name)
+        if errors:
+            raise InputError("bundled demo_crm.csv", str(errors[0]))
+        with db.transaction() as session:
+            result = contacts.import_crm_records(session, records, at=now_utc())
+        out.rule("[bold]Earful demo[/bold]")
+        out.print(
+            f"database {db.display_url}\nimported {result.created + result.updated} CRM "
+            "contacts; replaying the bundled sample (no Slack configured: cards shown here)\n"
+        )
+        with resources.as_file(samples / "demo_mentions.jsonl") as sample:
+            report, db = _run_replay(
+                settings=settings,
+                file=sample,
+                sink=ConsoleCards(console=out),
+                dry_run=False,
+                fmt="jsonl",
+                column_map={},
+                database=db,
+            )
+        out.print(_report_table(report, dry_run=False))
+        with db.transaction() as session:
+            counts = status.counts(session)
+        out.print(_status_table(counts))
+        consistent = (
+            counts.mentions + counts.interactions["outbound"] == report.stored
+            and sum(report.routed.values()) == counts.mentions
+            and report.delivery.delivered == counts.mentions
+            and counts.outbox_pending == 0
+        )
+        if not consistent:
+            err.print("[red]the database does not match the replay's counts[/red]")
+            raise typer.Exit(1)
+        out.print(
+            f"[green]{counts.mentions} mentions stored and routed, "
+            f"{counts.interactions['outbound']} past replies logged, "
+            f"{counts.conversations} conversations, {counts.contacts} contacts — "
+            "the database matches the run.[/green]"
+        )
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="earful")
+
+
+if __name__ == "__main__":
+    main()

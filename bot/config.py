@@ -1,0 +1,53 @@
+"""Settings: the only code in Earful that reads the environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from bot.errors import ConfigError
+
+ENV_PREFIX = "EARFUL_"
+
+
+class Settings(BaseModel):
+    """Every setting Earful reads, typed, with its default."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    data_dir: Path = Field(
+        default_factory=lambda: Path(platformdirs.user_data_dir("earful", appauthor=False))
+    )
+    database_url: str | None = None
+    triage_channel: str = "#earful-triage"
+    max_text_chars: int = Field(default=20_000, ge=280)
+    batch_size: int = Field(default=200, ge=1, le=10_000)
+    log_level: str = "WARNING"
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The configured database URL, or the SQLite file in the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'earful.db'}"
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    """Build settings from ``EARFUL_*`` variables, then explicit overrides (CLI options)."""
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for name in Settings.model_fields:
+        raw = env.get(ENV_PREFIX + name.upper())
+        if raw not in (None, ""):
+            values[name] = raw
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        raise ConfigError(f"setting {ENV_PREFIX}{field.upper()}: {first['msg']}") from None

@@ -1,0 +1,67 @@
+"""The console view of cards: what Slack will show, drawn in the terminal (demo, no-Slack runs)."""
+
+from __future__ import annotations
+
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.text import Text
+
+from bot.models import Card, Classification
+from storage.codec import card_from_json
+from storage.outbox import Effect
+
+
+def _labels(classification: Classification) -> str:
+    if not classification.classified:
+        return "unclassified"
+    parts = []
+    for name in ("sentiment", "intent"):
+        score = getattr(classification, name)
+        if score is not None:
+            parts.append(f"{name} {score.label} {score.score:.2f}")
+    if classification.flags:
+        parts.append("flags " + ", ".join(classification.flags))
+    return " · ".join(parts) or "no labels"
+
+
+def render_card(card: Card) -> Panel:
+    """A card as a rich panel: author, text and link, labels, decision and its reasons."""
+    mention, decision = card.mention, card.decision
+    author = mention.author
+    who = Text(author.label, style="bold")
+    if author.display_name and author.handle:
+        who.append(f" ({author.display_name})")
+    if author.followers is not None:
+        who.append(f" · {author.followers:,} followers", style="dim")
+    if card.contact_label:
+        who.append(f" · {card.contact_label}", style="cyan")
+    body = Text(mention.text if len(mention.text) <= 600 else mention.text[:600] + "…")
+    lines: list[Text] = [who, body]
+    if mention.url:
+        lines.append(Text(mention.url, style="blue underline"))
+    lines.append(Text(_labels(card.classification), style="magenta"))
+    outcome = (
+        f"{decision.action.value} {decision.priority.value if decision.priority else ''}".strip()
+        if decision.action
+        else "not judged"
+    )
+    lines.append(Text(f"Decision: {outcome} → {decision.channel}", style="bold yellow"))
+    for reason in decision.reasons:
+        lines.append(Text(f"  • {reason.factor}: {reason.value} — {reason.effect}", style="dim"))
+    for number, suggestion in enumerate(card.suggestions, start=1):
+        lines.append(Text(f"  {number}. {suggestion.text}", style="green"))
+    title = (
+        f"{decision.channel} · {mention.platform.value} · {mention.created_at:%Y-%m-%d %H:%M} UTC"
+    )
+    return Panel(Group(*lines), title=title, title_align="left", expand=True)
+
+
+class ConsoleCards:
+    """A sink that draws each card effect in the terminal instead of posting it to Slack."""
+
+    def __init__(self, *, console: Console) -> None:
+        self.console = console
+
+    def deliver(self, effect: Effect) -> None:
+        """Draw the card."""
+        self.console.print(render_card(card_from_json(effect.payload)))

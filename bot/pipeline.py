@@ -1,0 +1,278 @@
+"""The durable pipeline: ingest → resolve contact → classify → decide → route → log.
+
+Ingest stores each mention with its job in one transaction; processing takes pending jobs in
+the order they were stored, so a crash at any point repeats work but never loses a mention
+or stores it twice. Routing writes a card effect to the outbox (idempotency key
+``card:<interaction id>``); in a dry run it writes nothing for the outside world.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, select
+from sqlalchemy import update as update_rows
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from bot.models import (
+    Card,
+    Classification,
+    ContactSnapshot,
+    Direction,
+    Mention,
+    Platform,
+    now_utc,
+)
+from classifiers.base import Classifier
+from playbooks.base import Decider
+from storage import contacts, conversations, ingest, outbox
+from storage.codec import (
+    author_from_json,
+    card_to_json,
+    classification_to_json,
+    decision_to_json,
+)
+from storage.database import Database
+from storage.ingest import PendingJob
+from storage.schema import InteractionRow
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+CARD_EFFECT = "card"
+
+
+@dataclass
+class ProcessStats:
+    """What one processing pass did."""
+
+    routed: Counter[str] = field(default_factory=Counter)
+    outbound_logged: int = 0
+    failed: int = 0
+
+    @property
+    def processed(self) -> int:
+        """Jobs that completed, inbound and outbound."""
+        return sum(self.routed.values()) + self.outbound_logged
+
+
+def _mention_of(row: Row[Any]) -> Mention:
+    return Mention(
+        platform=Platform(row.platform),
+        external_id=row.external_id,
+        text=row.text,
+        author=author_from_json(row.author),
+        created_at=row.created_at,
+        conversation_id=row.platform_conversation_id,
+        in_reply_to=row.in_reply_to,
+        url=row.url,
+        direction=Direction(row.direction),
+        raw=row.raw,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    job: PendingJob
+    update: dict[str, object]  # the interaction's columns to write, filled in step by step
+    mention: Mention
+    contact: ContactSnapshot
+    conversation_id: int
+
+
+def _with_earlier(
+    history: dict[int, ContactSnapshot], contact_id: int | None, seen: Counter[int]
+) -> ContactSnapshot:
+    """The contact as it stands before this mention, counting earlier mentions of the batch."""
+    if contact_id is None:
+        return ContactSnapshot(contact_id=None)
+    snapshot = replace(
+        history[contact_id],
+        inbound_count=history[contact_id].inbound_count + seen[contact_id],
+    )
+    seen[contact_id] += 1
+    return snapshot
+
+
+class Pipeline:
+    """Runs stored jobs through the steps; built by the composition root with its steps."""
+
+    def __init__(
+        self,
+        *,
+        database: Database,
+        classifier: Classifier,
+        decider: Decider,
+        batch_size: int = 200,
+        dry_run: bool = False,
+        clock: Clock = now_utc,
+    ) -> None:
+        self.database = database
+        self.classifier = classifier
+        self.decider = decider
+        self.batch_size = batch_size
+        self.dry_run = dry_run
+        self.clock = clock
+
+    def ingest(
+        self, mentions: Sequence[Mention], *, checkpoint: tuple[str, str] | None = None
+    ) -> int:
+        """Store mentions with their jobs in one transaction; return how many were new."""
+        with self.database.transaction() as session:
+            return len(
+                ingest.ingest(session, mentions, received_at=self.clock(), checkpoint=checkpoint)
+            )
+
+    def process_pending(self, *, on_card: Callable[[Card], None] | None = None) -> ProcessStats:
+        """Process every pending job, batch by batch, until none is left."""
+        stats = ProcessStats()
+        while True:
+            with self.database.transaction() as session:
+                jobs = ingest.pending_jobs(session, limit=self.batch_size)
+            if not jobs:
+                return stats
+            try:
+                with self.database.transaction() as session:
+                    cards = self._process(session, jobs, stats)
+            except SQLAlchemyError:
+                log.exception("batch of %d jobs failed; retrying one by one", len(jobs))
+                cards = self._process_singly(jobs, stats)
+            if on_card is not None:
+                for card in cards:
+                    on_card(card)
+
+    def _process_singly(self, jobs: list[PendingJob], stats: ProcessStats) -> list[Card]:
+        cards: list[Card] = []
+        for job in jobs:
+            try:
+                with self.database.transaction() as session:
+                    cards.extend(self._process(session, [job], stats))
+            except SQLAlchemyError as exc:
+                with self.database.transaction() as session:
+                    ingest.fail_job(session, job, f"storage: {exc}", at=self.clock())
+                stats.failed += 1
+        return cards
+
+    def _process(self, session: Session, jobs: list[PendingJob], stats: ProcessStats) -> list[Card]:
+        """One batch in one transaction: a few queries for the whole batch, not per mention."""
+        now = self.clock()
+        rows = {
+            row.id: row
+            for row in session.execute(
+                select(InteractionRow.__table__).where(
+                    InteractionRow.id.in_([job.interaction_id for job in jobs])
+                )
+            )
+        }
+        mentions = [_mention_of(rows[job.interaction_id]) for job in jobs]
+        inbound = [m.direction == Direction.INBOUND for m in mentions]
+        resolved = iter(
+            contacts.resolve_authors(
+                session, [m for m, is_in in zip(mentions, inbound, strict=True) if is_in], at=now
+            )
+        )
+        customer_ids = [next(resolved) if is_in else None for is_in in inbound]
+        threads = conversations.attach_all(session, mentions, customer_ids, at=now)
+        history = contacts.snapshots(session, customer_ids)
+        seen: Counter[int] = Counter()  # earlier mentions of this batch count as history too
+
+        updates: list[dict[str, object]] = []
+        prepared: list[_Prepared] = []
+        done: list[int] = []
+        for job, mention, thread, customer in zip(
+            jobs, mentions, threads, customer_ids, strict=True
+        ):
+            update: dict[str, object] = {"id": job.interaction_id, "conversation_id": thread.id}
+            if mention.direction == Direction.OUTBOUND:
+                # The company's own account is no contact: the reply goes on the customer's history.
+                update["contact_id"] = thread.contact_id
+                update["agent"] = mention.author.handle or mention.author.display_name
+                stats.outbound_logged += 1
+                done.append(job.job_id)
+            else:
+                update["contact_id"] = customer
+                snapshot = _with_earlier(history, customer, seen)
+                prepared.append(_Prepared(job, update, mention, snapshot, thread.id))
+            updates.append(update)
+
+        classifications = self._classify(session, prepared, stats)
+        cards: list[Card] = []
+        effects: list[dict[str, object]] = []
+        for item, classification in zip(prepared, classifications, strict=True):
+            if classification is None:
+                continue
+            try:
+                decision = self.decider.decide(item.mention, classification, item.contact)
+            except Exception as exc:  # one mention's failure must not stop the others
+                self._fail(session, item.job, exc, stats)
+                continue
+            card = Card(
+                interaction_id=item.job.interaction_id,
+                conversation_id=item.conversation_id,
+                channel=decision.channel,
+                mention=item.mention,
+                contact_label=_contact_label(item.contact),
+                classification=classification,
+                decision=decision,
+            )
+            item.update["classification"] = classification_to_json(classification)
+            item.update["decision"] = decision_to_json(decision)
+            effects.append(
+                {
+                    "idempotency_key": f"{CARD_EFFECT}:{card.interaction_id}",
+                    "kind": CARD_EFFECT,
+                    "ordering_key": f"conversation:{card.conversation_id}",
+                    "payload": card_to_json(card),
+                }
+            )
+            stats.routed[card.channel] += 1
+            cards.append(card)
+            done.append(item.job.job_id)
+
+        session.execute(update_rows(InteractionRow), updates)
+        if not self.dry_run:
+            outbox.enqueue_all(session, effects, at=now)
+        ingest.finish_jobs(session, done, at=now)
+        return cards
+
+    def _classify(
+        self, session: Session, items: list[_Prepared], stats: ProcessStats
+    ) -> list[Classification | None]:
+        batch = [(item.mention, item.contact) for item in items]
+        try:
+            return list(self.classifier.classify(batch))
+        except Exception:
+            log.exception("classifier %s failed on a batch; isolating", self.classifier.name)
+        results: list[Classification | None] = []
+        for item in items:
+            try:
+                results.append(self.classifier.classify([(item.mention, item.contact)])[0])
+            except Exception as exc:
+                self._fail(session, item.job, exc, stats)
+                results.append(None)
+        return results
+
+    def _fail(self, session: Session, job: PendingJob, exc: Exception, stats: ProcessStats) -> None:
+        log.warning("interaction %d failed: %s: %s", job.interaction_id, type(exc).__name__, exc)
+        ingest.fail_job(session, job, f"{type(exc).__name__}: {exc}", at=self.clock())
+        stats.failed += 1
+
+
+def _contact_label(contact: ContactSnapshot) -> str | None:
+    if contact.contact_id is None:
+        return None
+    if contact.from_crm:
+        parts = [contact.name or f"contact {contact.contact_id}", "CRM"]
+        if contact.plan:
+            parts.append(contact.plan)
+        if contact.lifetime_value is not None:
+            parts.append(f"LTV {contact.lifetime_value:,.2f}")
+        return " · ".join(parts)
+    seen = contact.inbound_count
+    return "first message" if seen == 0 else f"seen {seen} time{'s' if seen > 1 else ''} before"

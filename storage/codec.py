@@ -1,0 +1,180 @@
+"""JSON forms of domain values for the database's JSON columns and the outbox payloads."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from bot.models import (
+    Action,
+    Author,
+    Card,
+    Classification,
+    Decision,
+    Direction,
+    Mention,
+    Platform,
+    Priority,
+    Reason,
+    Score,
+    Suggestion,
+    VerifiedType,
+)
+
+
+def _dt(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _parse_dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def author_to_json(author: Author) -> dict[str, Any]:
+    """An author as a JSON object."""
+    return {
+        "handle": author.handle,
+        "display_name": author.display_name,
+        "platform_user_id": author.platform_user_id,
+        "followers": author.followers,
+        "following": author.following,
+        "posts": author.posts,
+        "listed": author.listed,
+        "verified_type": author.verified_type.value,
+        "account_created": _dt(author.account_created),
+    }
+
+
+def author_from_json(data: dict[str, Any]) -> Author:
+    """The inverse of :func:`author_to_json`."""
+    return Author(
+        handle=data.get("handle"),
+        display_name=data.get("display_name"),
+        platform_user_id=data.get("platform_user_id"),
+        followers=data.get("followers"),
+        following=data.get("following"),
+        posts=data.get("posts"),
+        listed=data.get("listed"),
+        verified_type=VerifiedType(data.get("verified_type") or "none"),
+        account_created=_parse_dt(data.get("account_created")),
+    )
+
+
+def mention_to_json(mention: Mention) -> dict[str, Any]:
+    """A mention as a JSON object (the raw payload is left out: it stays in its own column)."""
+    return {
+        "platform": mention.platform.value,
+        "external_id": mention.external_id,
+        "text": mention.text,
+        "author": author_to_json(mention.author),
+        "created_at": _dt(mention.created_at),
+        "conversation_id": mention.conversation_id,
+        "in_reply_to": mention.in_reply_to,
+        "url": mention.url,
+        "direction": mention.direction.value,
+    }
+
+
+def mention_from_json(data: dict[str, Any]) -> Mention:
+    """The inverse of :func:`mention_to_json`."""
+    created = _parse_dt(data["created_at"])
+    assert created is not None  # noqa: S101 - always written by mention_to_json
+    return Mention(
+        platform=Platform(data["platform"]),
+        external_id=data["external_id"],
+        text=data["text"],
+        author=author_from_json(data["author"]),
+        created_at=created,
+        conversation_id=data.get("conversation_id"),
+        in_reply_to=data.get("in_reply_to"),
+        url=data.get("url"),
+        direction=Direction(data.get("direction", "inbound")),
+    )
+
+
+def _score(value: Score | None) -> dict[str, Any] | None:
+    return {"label": value.label, "score": value.score} if value else None
+
+
+def _parse_score(data: dict[str, Any] | None) -> Score | None:
+    return Score(label=data["label"], score=float(data["score"])) if data else None
+
+
+def classification_to_json(value: Classification) -> dict[str, Any]:
+    """A classification as a JSON object."""
+    return {
+        "classified": value.classified,
+        "sentiment": _score(value.sentiment),
+        "intent": _score(value.intent),
+        "flags": list(value.flags),
+        "language": value.language,
+        "influence": _score(value.influence),
+        "value": _score(value.value),
+    }
+
+
+def classification_from_json(data: dict[str, Any]) -> Classification:
+    """The inverse of :func:`classification_to_json`."""
+    return Classification(
+        classified=bool(data["classified"]),
+        sentiment=_parse_score(data.get("sentiment")),
+        intent=_parse_score(data.get("intent")),
+        flags=tuple(data.get("flags", ())),
+        language=data.get("language"),
+        influence=_parse_score(data.get("influence")),
+        value=_parse_score(data.get("value")),
+    )
+
+
+def decision_to_json(value: Decision) -> dict[str, Any]:
+    """A decision as a JSON object, reasons included."""
+    return {
+        "action": value.action.value if value.action else None,
+        "priority": value.priority.value if value.priority else None,
+        "channel": value.channel,
+        "playbook": value.playbook,
+        "reasons": [
+            {"factor": r.factor, "value": r.value, "effect": r.effect} for r in value.reasons
+        ],
+    }
+
+
+def decision_from_json(data: dict[str, Any]) -> Decision:
+    """The inverse of :func:`decision_to_json`."""
+    return Decision(
+        action=Action(data["action"]) if data.get("action") else None,
+        priority=Priority(data["priority"]) if data.get("priority") else None,
+        channel=data["channel"],
+        playbook=data.get("playbook"),
+        reasons=tuple(Reason(**r) for r in data.get("reasons", ())),
+    )
+
+
+def card_to_json(card: Card) -> dict[str, Any]:
+    """A card as the payload of its outbox row."""
+    return {
+        "interaction_id": card.interaction_id,
+        "conversation_id": card.conversation_id,
+        "channel": card.channel,
+        "mention": mention_to_json(card.mention),
+        "contact_label": card.contact_label,
+        "classification": classification_to_json(card.classification),
+        "decision": decision_to_json(card.decision),
+        "suggestions": [
+            {"text": s.text, "source": s.source, "score": s.score} for s in card.suggestions
+        ],
+    }
+
+
+def card_from_json(data: dict[str, Any]) -> Card:
+    """The inverse of :func:`card_to_json`."""
+    return Card(
+        interaction_id=int(data["interaction_id"]),
+        conversation_id=int(data["conversation_id"]),
+        channel=data["channel"],
+        mention=mention_from_json(data["mention"]),
+        contact_label=data.get("contact_label"),
+        classification=classification_from_json(data["classification"]),
+        decision=decision_from_json(data["decision"]),
+        suggestions=tuple(Suggestion(**s) for s in data.get("suggestions", ())),
+    )

@@ -1,0 +1,116 @@
+"""Conversations: thread mentions and replies, and move a conversation through its life cycle."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot.errors import PipelineError
+from bot.models import ALLOWED_TRANSITIONS, ConversationState, Direction, Mention
+from storage.schema import Conversation, InteractionRow
+
+
+def transition(conversation: Conversation, target: ConversationState, *, at: datetime) -> None:
+    """Move a conversation to ``target``, stamping first response and resolution times."""
+    current = ConversationState(conversation.state)
+    if target == current:
+        return
+    if target not in ALLOWED_TRANSITIONS[current]:
+        raise PipelineError(
+            f"conversation {conversation.id} cannot go from {current.value} to {target.value}"
+        )
+    conversation.state = target.value
+    conversation.updated_at = at
+    if target == ConversationState.RESPONDED and conversation.first_response_at is None:
+        conversation.first_response_at = at
+    if target in (ConversationState.RESOLVED, ConversationState.DISMISSED):
+        conversation.resolved_at = at
+    if target == ConversationState.NEW:
+        conversation.resolved_at = None
+
+
+def _parent_threads(session: Session, mentions: Sequence[Mention]) -> dict[tuple[str, str], str]:
+    """Thread keys of the stored messages that these mentions reply to."""
+    parents = {m.in_reply_to for m in mentions if m.in_reply_to and not m.conversation_id}
+    if not parents:
+        return {}
+    rows = session.execute(
+        select(InteractionRow.platform, InteractionRow.external_id, Conversation.thread_key)
+        .join(Conversation, InteractionRow.conversation_id == Conversation.id)
+        .where(InteractionRow.external_id.in_(parents))
+    ).tuples()
+    return {(platform, external_id): key for platform, external_id, key in rows}
+
+
+def attach_all(
+    session: Session,
+    mentions: Sequence[Mention],
+    contact_ids: Sequence[int | None],
+    *,
+    at: datetime,
+) -> list[Conversation]:
+    """The conversation of each mention, in order, opened where needed, with its activity recorded.
+
+    Thread key: the platform's conversation id (X gives the root tweet's id); else the thread
+    of the message replied to, when known; else the id replied to, so a parent arriving later
+    lands in the same thread; else the mention's own id. An inbound message puts an answered,
+    resolved or dismissed conversation back in the queue (to its assignee if it has one); an
+    outbound reply marks it responded, stamping the first response time from the reply itself.
+    ``contact_ids`` is the customer of each inbound mention (ignored for outbound ones).
+    """
+    threads = _parent_threads(session, mentions)
+    keys: list[tuple[str, str]] = []
+    for mention in mentions:
+        platform = mention.platform.value
+        if mention.conversation_id:
+            key = mention.conversation_id
+        elif mention.in_reply_to:
+            key = threads.get((platform, mention.in_reply_to), mention.in_reply_to)
+        else:
+            key = mention.external_id
+        threads[(platform, mention.external_id)] = key
+        keys.append((platform, key))
+    found = {
+        (c.platform, c.thread_key): c
+        for c in session.scalars(
+            select(Conversation).where(Conversation.thread_key.in_({key for _, key in keys}))
+        )
+    }
+    result: list[Conversation] = []
+    for mention, contact_id, (platform, key) in zip(mentions, contact_ids, keys, strict=True):
+        inbound = mention.direction == Direction.INBOUND
+        conversation = found.get((platform, key))
+        if conversation is None:
+            conversation = Conversation(
+                platform=platform,
+                thread_key=key,
+                contact_id=contact_id if inbound else None,
+                state=ConversationState.NEW.value,
+                created_at=mention.created_at,
+                updated_at=at,
+                last_activity_at=mention.created_at,
+            )
+            session.add(conversation)
+            found[(platform, key)] = conversation
+        elif conversation.contact_id is None and inbound:
+            conversation.contact_id = contact_id
+        conversation.last_activity_at = max(conversation.last_activity_at, mention.created_at)
+        _record_activity(conversation, mention, at=at)
+        result.append(conversation)
+    session.flush()
+    return result
+
+
+def _record_activity(conversation: Conversation, mention: Mention, *, at: datetime) -> None:
+    state = ConversationState(conversation.state)
+    if mention.direction == Direction.OUTBOUND:
+        if state in (ConversationState.NEW, ConversationState.ASSIGNED):
+            transition(conversation, ConversationState.RESPONDED, at=mention.created_at)
+    elif state in (ConversationState.RESOLVED, ConversationState.DISMISSED):
+        transition(conversation, ConversationState.NEW, at=at)
+    elif state == ConversationState.RESPONDED:
+        target = ConversationState.ASSIGNED if conversation.assignee else ConversationState.NEW
+        transition(conversation, target, at=at)

@@ -1,0 +1,135 @@
+"""Ingest: store mentions with their jobs in one transaction, and move source checkpoints."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from bot.models import Mention
+from storage.codec import author_to_json
+from storage.schema import Checkpoint, InteractionRow, Job
+from storage.sql import insert_for
+
+
+@dataclass(frozen=True, slots=True)
+class PendingJob:
+    """A stored interaction still waiting for the pipeline."""
+
+    job_id: int
+    interaction_id: int
+    attempts: int
+
+
+def ingest(
+    session: Session,
+    mentions: Sequence[Mention],
+    *,
+    received_at: datetime,
+    checkpoint: tuple[str, str] | None = None,
+) -> list[int]:
+    """Store new mentions and a pending job for each; return the new interaction ids.
+
+    A mention already stored (same platform and external id) is skipped, so a source that
+    delivers twice, or a replay run again, stores it once. The checkpoint, when given,
+    moves in the same transaction, so it never runs ahead of what was stored.
+    """
+    unique: dict[tuple[str, str], Mention] = {}
+    for mention in mentions:
+        unique.setdefault(mention.key, mention)
+    new_ids: list[int] = []
+    if unique:
+        rows = [
+            {
+                "platform": m.platform.value,
+                "external_id": m.external_id,
+                "direction": m.direction.value,
+                "platform_conversation_id": m.conversation_id,
+                "in_reply_to": m.in_reply_to,
+                "author": author_to_json(m.author),
+                "text": m.text,
+                "url": m.url,
+                "created_at": m.created_at,
+                "received_at": received_at,
+                "raw": dict(m.raw),
+            }
+            for m in unique.values()
+        ]
+        stmt = (
+            insert_for(session, InteractionRow)
+            .on_conflict_do_nothing(index_elements=["platform", "external_id"])
+            .returning(InteractionRow.id)
+        )
+        new_ids = sorted(session.scalars(stmt, rows).all())
+    if new_ids:
+        session.execute(
+            insert_for(session, Job),
+            [
+                {
+                    "interaction_id": interaction_id,
+                    "state": "pending",
+                    "attempts": 0,
+                    "created_at": received_at,
+                    "updated_at": received_at,
+                }
+                for interaction_id in new_ids
+            ],
+        )
+    if checkpoint is not None:
+        advance_checkpoint(session, checkpoint[0], checkpoint[1], at=received_at)
+    return new_ids
+
+
+def advance_checkpoint(session: Session, source: str, value: str, *, at: datetime) -> None:
+    """Record how far ``source`` has been read."""
+    stmt = insert_for(session, Checkpoint).values(source=source, value=value, updated_at=at)
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["source"], set_={"value": value, "updated_at": at}
+        )
+    )
+
+
+def read_checkpoint(session: Session, source: str) -> str | None:
+    """The stored position of ``source``, None if it was never read."""
+    return session.scalar(select(Checkpoint.value).where(Checkpoint.source == source))
+
+
+def pending_jobs(session: Session, *, limit: int, max_attempts: int = 5) -> list[PendingJob]:
+    """The oldest pending jobs, in the order their mentions were stored."""
+    rows = session.execute(
+        select(Job.id, Job.interaction_id, Job.attempts)
+        .where(Job.state == "pending", Job.attempts < max_attempts)
+        .order_by(Job.id)
+        .limit(limit)
+    ).all()
+    return [PendingJob(job_id=r[0], interaction_id=r[1], attempts=r[2]) for r in rows]
+
+
+def finish_jobs(session: Session, job_ids: Iterable[int], *, at: datetime) -> None:
+    """Mark jobs done."""
+    ids = list(job_ids)
+    if ids:
+        session.execute(
+            update(Job).where(Job.id.in_(ids)).values(state="done", updated_at=at, last_error=None)
+        )
+
+
+def fail_job(
+    session: Session, job: PendingJob, error: str, *, at: datetime, max_attempts: int = 5
+) -> None:
+    """Record a failed attempt; after ``max_attempts`` the job stays ``failed`` for a person."""
+    attempts = job.attempts + 1
+    session.execute(
+        update(Job)
+        .where(Job.id == job.job_id)
+        .values(
+            attempts=attempts,
+            last_error=error[:2000],
+            updated_at=at,
+            state="failed" if attempts >= max_attempts else "pending",
+        )
+    )

@@ -1,0 +1,109 @@
+"""The outbox: effects on the outside world, stored with the change that caused them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from storage.schema import OutboxRow
+from storage.sql import insert_for
+
+
+@dataclass(frozen=True, slots=True)
+class Effect:
+    """One outbox row due for delivery."""
+
+    id: int
+    idempotency_key: str
+    kind: str
+    ordering_key: str
+    payload: dict[str, Any]
+    attempts: int
+
+
+def enqueue_all(session: Session, effects: Sequence[Mapping[str, Any]], *, at: datetime) -> None:
+    """Store effects (idempotency_key, kind, ordering_key, payload); each key only once."""
+    if not effects:
+        return
+    rows = [
+        {**effect, "state": "pending", "attempts": 0, "next_attempt_at": at, "created_at": at}
+        for effect in effects
+    ]
+    session.execute(
+        insert_for(session, OutboxRow).on_conflict_do_nothing(index_elements=["idempotency_key"]),
+        rows,
+    )
+
+
+def _heads() -> Any:
+    """The oldest pending effect of each ordering key."""
+    first_ids = (
+        select(func.min(OutboxRow.id))
+        .where(OutboxRow.state == "pending")
+        .group_by(OutboxRow.ordering_key)
+    )
+    return select(OutboxRow).where(OutboxRow.id.in_(first_ids))
+
+
+def due(session: Session, *, now: datetime, limit: int = 100) -> list[Effect]:
+    """The effects to deliver now: the oldest pending effect of each ordering key, if it is due.
+
+    A later effect of a conversation waits for the earlier one, even when the earlier one is
+    backing off, so messages of one conversation keep their order.
+    """
+    ready = session.scalars(
+        _heads().where(OutboxRow.next_attempt_at <= now).order_by(OutboxRow.id).limit(limit)
+    )
+    return [
+        Effect(
+            id=row.id,
+            idempotency_key=row.idempotency_key,
+            kind=row.kind,
+            ordering_key=row.ordering_key,
+            payload=row.payload,
+            attempts=row.attempts,
+        )
+        for row in ready
+    ]
+
+
+def next_due_at(session: Session) -> datetime | None:
+    """When the next deliverable effect becomes due, None if nothing is pending."""
+    heads = _heads().subquery()
+    return session.scalar(select(func.min(heads.c.next_attempt_at)))
+
+
+def mark_delivered(session: Session, effect_id: int, *, at: datetime) -> None:
+    """The effect reached the outside world."""
+    session.execute(
+        update(OutboxRow)
+        .where(OutboxRow.id == effect_id)
+        .values(state="delivered", delivered_at=at, last_error=None)
+    )
+
+
+def mark_retry(session: Session, effect: Effect, error: str, *, at: datetime, delay: float) -> None:
+    """A transient failure: try again after ``delay`` seconds."""
+    session.execute(
+        update(OutboxRow)
+        .where(OutboxRow.id == effect.id)
+        .values(
+            attempts=effect.attempts + 1,
+            last_error=error[:2000],
+            next_attempt_at=at + timedelta(seconds=delay),
+        )
+    )
+
+
+def mark_failed(session: Session, effect: Effect, error: str) -> None:
+    """A permanent failure: stop retrying and keep the reason for a person to see."""
+    session.execute(
+        update(OutboxRow)
+        .where(OutboxRow.id == effect.id)
+        .values(state="failed", attempts=effect.attempts + 1, last_error=error[:2000])
+    )
