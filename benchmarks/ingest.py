@@ -101,7 +101,7 @@ def run_once(dump: Path, database_url: str) -> float:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EARFUL_")}
     env["EARFUL_DATA_DIR"] = str(dump.parent / "data")
     started = time.perf_counter()
-    subprocess.run(
+    result = subprocess.run(
         [
             sys.executable,
             "-m",
@@ -113,11 +113,15 @@ def run_once(dump: Path, database_url: str) -> float:
             database_url,
         ],
         env=env,
-        check=True,
+        check=False,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
-    return time.perf_counter() - started
+    elapsed = time.perf_counter() - started
+    if result.returncode != 0:
+        sys.exit(f"replay failed ({result.returncode}): {result.stderr[-2000:]}")
+    return elapsed
 
 
 def measure_sqlite(dump: Path, runs: int) -> list[float]:

@@ -6,8 +6,8 @@ from rich.console import Console, Group
 from rich.panel import Panel
 from rich.text import Text
 
-from bot.models import Card, Classification
-from storage.codec import card_from_json
+from bot.models import Classification, ContactSnapshot, Interaction
+from storage.codec import interaction_from_json
 from storage.outbox import Effect
 
 
@@ -24,17 +24,35 @@ def _labels(classification: Classification) -> str:
     return " · ".join(parts) or "no labels"
 
 
-def render_card(card: Card) -> Panel:
-    """A card as a rich panel: author, text and link, labels, decision and its reasons."""
+def contact_label(contact: ContactSnapshot) -> str | None:
+    """What the history knows of the author, in a few words."""
+    if contact.contact_id is None:
+        return None
+    if contact.from_crm:
+        parts = [f"CRM: {contact.name or f'contact {contact.contact_id}'}"]
+        if contact.plan:
+            parts.append(contact.plan)
+        if contact.lifetime_value is not None:
+            parts.append(f"LTV {contact.lifetime_value:,.2f}")
+        return " · ".join(parts)
+    seen = contact.inbound_count
+    return "first message" if seen == 0 else f"seen {seen} time{'s' if seen > 1 else ''} before"
+
+
+def render_card(card: Interaction) -> Panel:
+    """A routed interaction as a rich panel: author, text and link, labels, decision, reasons."""
     mention, decision = card.mention, card.decision
+    if decision is None or card.classification is None:
+        raise ValueError(f"interaction {card.id} has not been routed")
     author = mention.author
     who = Text(author.label, style="bold")
     if author.display_name and author.handle:
         who.append(f" ({author.display_name})")
     if author.followers is not None:
         who.append(f" · {author.followers:,} followers", style="dim")
-    if card.contact_label:
-        who.append(f" · {card.contact_label}", style="cyan")
+    label = contact_label(card.contact)
+    if label:
+        who.append(f" · {label}", style="cyan")
     body = Text(mention.text if len(mention.text) <= 600 else mention.text[:600] + "…")
     lines: list[Text] = [who, body]
     if mention.url:
@@ -64,4 +82,4 @@ class ConsoleCards:
 
     def deliver(self, effect: Effect) -> None:
         """Draw the card."""
-        self.console.print(render_card(card_from_json(effect.payload)))
+        self.console.print(render_card(interaction_from_json(effect.payload)))

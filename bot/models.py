@@ -262,29 +262,21 @@ class Suggestion:
 
 @dataclass(frozen=True, slots=True)
 class Interaction:
-    """A mention as logged in the contact history, with what Earful made of it."""
+    """A message as logged in the contact history, with what Earful made of it.
 
+    For an inbound mention, ``contact`` is its author as the history knew them before it; for
+    an outbound reply, the customer replied to, and ``agent`` who replied. The payload of a
+    card is the routed interaction itself.
+    """
+
+    id: int
     mention: Mention
-    contact_id: int | None
-    conversation_id: int | None
+    conversation_id: int
+    contact: ContactSnapshot
     classification: Classification | None = None
     decision: Decision | None = None
     suggestions: tuple[Suggestion, ...] = ()
     agent: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Card:
-    """What a routed mention looks like to the team: the payload of a card effect."""
-
-    interaction_id: int
-    conversation_id: int
-    channel: str
-    mention: Mention
-    contact_label: str | None
-    classification: Classification
-    decision: Decision
-    suggestions: tuple[Suggestion, ...] = ()
 
 
 def now_utc() -> datetime:

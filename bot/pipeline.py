@@ -21,10 +21,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from bot.models import (
-    Card,
     Classification,
     ContactSnapshot,
     Direction,
+    Interaction,
     Mention,
     Platform,
     now_utc,
@@ -34,9 +34,9 @@ from playbooks.base import Decider
 from storage import contacts, conversations, ingest, outbox
 from storage.codec import (
     author_from_json,
-    card_to_json,
     classification_to_json,
     decision_to_json,
+    interaction_to_json,
 )
 from storage.database import Database
 from storage.ingest import PendingJob
@@ -129,7 +129,7 @@ class Pipeline:
                 ingest.ingest(session, mentions, received_at=self.clock(), checkpoint=checkpoint)
             )
 
-    def process_pending(self, *, on_card: Callable[[Card], None] | None = None) -> ProcessStats:
+    def process_pending(self) -> ProcessStats:
         """Process every pending job, batch by batch, until none is left."""
         stats = ProcessStats()
         while True:
@@ -139,27 +139,22 @@ class Pipeline:
                 return stats
             try:
                 with self.database.transaction() as session:
-                    cards = self._process(session, jobs, stats)
+                    self._process(session, jobs, stats)
             except SQLAlchemyError:
                 log.exception("batch of %d jobs failed; retrying one by one", len(jobs))
-                cards = self._process_singly(jobs, stats)
-            if on_card is not None:
-                for card in cards:
-                    on_card(card)
+                self._process_singly(jobs, stats)
 
-    def _process_singly(self, jobs: list[PendingJob], stats: ProcessStats) -> list[Card]:
-        cards: list[Card] = []
+    def _process_singly(self, jobs: list[PendingJob], stats: ProcessStats) -> None:
         for job in jobs:
             try:
                 with self.database.transaction() as session:
-                    cards.extend(self._process(session, [job], stats))
+                    self._process(session, [job], stats)
             except SQLAlchemyError as exc:
                 with self.database.transaction() as session:
                     ingest.fail_job(session, job, f"storage: {exc}", at=self.clock())
                 stats.failed += 1
-        return cards
 
-    def _process(self, session: Session, jobs: list[PendingJob], stats: ProcessStats) -> list[Card]:
+    def _process(self, session: Session, jobs: list[PendingJob], stats: ProcessStats) -> None:
         """One batch in one transaction: a few queries for the whole batch, not per mention."""
         now = self.clock()
         rows = {
@@ -202,7 +197,6 @@ class Pipeline:
             updates.append(update)
 
         classifications = self._classify(session, prepared, stats)
-        cards: list[Card] = []
         effects: list[dict[str, object]] = []
         for item, classification in zip(prepared, classifications, strict=True):
             if classification is None:
@@ -212,12 +206,11 @@ class Pipeline:
             except Exception as exc:  # one mention's failure must not stop the others
                 self._fail(session, item.job, exc, stats)
                 continue
-            card = Card(
-                interaction_id=item.job.interaction_id,
-                conversation_id=item.conversation_id,
-                channel=decision.channel,
+            routed = Interaction(
+                id=item.job.interaction_id,
                 mention=item.mention,
-                contact_label=_contact_label(item.contact),
+                conversation_id=item.conversation_id,
+                contact=item.contact,
                 classification=classification,
                 decision=decision,
             )
@@ -225,21 +218,19 @@ class Pipeline:
             item.update["decision"] = decision_to_json(decision)
             effects.append(
                 {
-                    "idempotency_key": f"{CARD_EFFECT}:{card.interaction_id}",
+                    "idempotency_key": f"{CARD_EFFECT}:{routed.id}",
                     "kind": CARD_EFFECT,
-                    "ordering_key": f"conversation:{card.conversation_id}",
-                    "payload": card_to_json(card),
+                    "ordering_key": f"conversation:{routed.conversation_id}",
+                    "payload": interaction_to_json(routed),
                 }
             )
-            stats.routed[card.channel] += 1
-            cards.append(card)
+            stats.routed[decision.channel] += 1
             done.append(item.job.job_id)
 
         session.execute(update_rows(InteractionRow), updates)
         if not self.dry_run:
             outbox.enqueue_all(session, effects, at=now)
         ingest.finish_jobs(session, done, at=now)
-        return cards
 
     def _classify(
         self, session: Session, items: list[_Prepared], stats: ProcessStats
@@ -262,17 +253,3 @@ class Pipeline:
         log.warning("interaction %d failed: %s: %s", job.interaction_id, type(exc).__name__, exc)
         ingest.fail_job(session, job, f"{type(exc).__name__}: {exc}", at=self.clock())
         stats.failed += 1
-
-
-def _contact_label(contact: ContactSnapshot) -> str | None:
-    if contact.contact_id is None:
-        return None
-    if contact.from_crm:
-        parts = [contact.name or f"contact {contact.contact_id}", "CRM"]
-        if contact.plan:
-            parts.append(contact.plan)
-        if contact.lifetime_value is not None:
-            parts.append(f"LTV {contact.lifetime_value:,.2f}")
-        return " · ".join(parts)
-    seen = contact.inbound_count
-    return "first message" if seen == 0 else f"seen {seen} time{'s' if seen > 1 else ''} before"

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from bot.delivery import Deliverer, DeliveryStats
 from bot.errors import InputError
-from bot.models import Card, Mention
+from bot.models import Mention
 from bot.pipeline import Pipeline
 from handlers.file_import import Record
 
@@ -35,7 +35,6 @@ def replay(
     source: str,
     batch_size: int,
     on_error: Callable[[InputError], None] = lambda _e: None,
-    on_card: Callable[[Card], None] | None = None,
     on_batch: Callable[[int], None] = lambda _stored: None,
 ) -> ReplayReport:
     """Store, process and (unless ``deliverer`` is None) deliver, one batch at a time.
@@ -52,7 +51,7 @@ def replay(
         report.stored += stored
         report.duplicates += len(batch) - stored
         batch.clear()
-        stats = pipeline.process_pending(on_card=on_card)
+        stats = pipeline.process_pending()
         report.routed.update(stats.routed)
         report.outbound_logged += stats.outbound_logged
         report.failed += stats.failed

@@ -26,14 +26,6 @@ class TriageOnly:
             reasons.append(
                 Reason(factor="classification", value="unclassified", effect="no labels to act on")
             )
-        if contact.from_crm:
-            reasons.append(
-                Reason(
-                    factor="contact",
-                    value=f"CRM customer ({contact.plan or 'no plan'})",
-                    effect="shown on the card",
-                )
-            )
         return Decision(
             action=None, priority=None, channel=self.channel, playbook=None, reasons=tuple(reasons)
         )

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 from bot.models import (
     Action,
     Author,
-    Card,
     Classification,
+    ContactSnapshot,
     Decision,
     Direction,
+    Interaction,
     Mention,
     Platform,
     Priority,
@@ -150,31 +152,67 @@ def decision_from_json(data: dict[str, Any]) -> Decision:
     )
 
 
-def card_to_json(card: Card) -> dict[str, Any]:
-    """A card as the payload of its outbox row."""
+def snapshot_to_json(value: ContactSnapshot) -> dict[str, Any]:
+    """A contact snapshot as a JSON object (money as a string, to keep every cent)."""
     return {
-        "interaction_id": card.interaction_id,
-        "conversation_id": card.conversation_id,
-        "channel": card.channel,
-        "mention": mention_to_json(card.mention),
-        "contact_label": card.contact_label,
-        "classification": classification_to_json(card.classification),
-        "decision": decision_to_json(card.decision),
-        "suggestions": [
-            {"text": s.text, "source": s.source, "score": s.score} for s in card.suggestions
-        ],
+        "contact_id": value.contact_id,
+        "name": value.name,
+        "origin": value.origin,
+        "organisation": value.organisation,
+        "plan": value.plan,
+        "lifetime_value": str(value.lifetime_value) if value.lifetime_value is not None else None,
+        "last_order_date": value.last_order_date.isoformat() if value.last_order_date else None,
+        "order_count": value.order_count,
+        "inbound_count": value.inbound_count,
+        "outbound_count": value.outbound_count,
     }
 
 
-def card_from_json(data: dict[str, Any]) -> Card:
-    """The inverse of :func:`card_to_json`."""
-    return Card(
-        interaction_id=int(data["interaction_id"]),
-        conversation_id=int(data["conversation_id"]),
-        channel=data["channel"],
+def snapshot_from_json(data: dict[str, Any]) -> ContactSnapshot:
+    """The inverse of :func:`snapshot_to_json`."""
+    ltv, last_order = data.get("lifetime_value"), data.get("last_order_date")
+    return ContactSnapshot(
+        contact_id=data.get("contact_id"),
+        name=data.get("name"),
+        origin=data.get("origin", "unknown"),
+        organisation=data.get("organisation"),
+        plan=data.get("plan"),
+        lifetime_value=Decimal(ltv) if ltv is not None else None,
+        last_order_date=date.fromisoformat(last_order) if last_order else None,
+        order_count=data.get("order_count"),
+        inbound_count=int(data.get("inbound_count", 0)),
+        outbound_count=int(data.get("outbound_count", 0)),
+    )
+
+
+def interaction_to_json(value: Interaction) -> dict[str, Any]:
+    """An interaction as a JSON object: the payload of its card in the outbox."""
+    return {
+        "id": value.id,
+        "mention": mention_to_json(value.mention),
+        "conversation_id": value.conversation_id,
+        "contact": snapshot_to_json(value.contact),
+        "classification": (
+            classification_to_json(value.classification) if value.classification else None
+        ),
+        "decision": decision_to_json(value.decision) if value.decision else None,
+        "suggestions": [
+            {"text": s.text, "source": s.source, "score": s.score} for s in value.suggestions
+        ],
+        "agent": value.agent,
+    }
+
+
+def interaction_from_json(data: dict[str, Any]) -> Interaction:
+    """The inverse of :func:`interaction_to_json`."""
+    classification, decision = data.get("classification"), data.get("decision")
+    return Interaction(
+        id=int(data["id"]),
         mention=mention_from_json(data["mention"]),
-        contact_label=data.get("contact_label"),
-        classification=classification_from_json(data["classification"]),
-        decision=decision_from_json(data["decision"]),
+        conversation_id=int(data["conversation_id"]),
+        contact=snapshot_from_json(data["contact"]),
+        classification=classification_from_json(classification) if classification else None,
+        decision=decision_from_json(decision) if decision else None,
         suggestions=tuple(Suggestion(**s) for s in data.get("suggestions", ())),
+        agent=data.get("agent"),
     )

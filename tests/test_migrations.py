@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import func, select
 
+from bot.errors import StorageError
 from storage.database import Database, alembic_config
 from storage.schema import Base, Contact, InteractionRow
 
@@ -58,10 +61,6 @@ def test_stale_server_database_is_refused_and_sqlite_is_upgraded(database_url: s
         db.ensure_ready()
         assert db.current_revision() == Database.head_revision()
     else:
-        import pytest
-
-        from bot.errors import StorageError
-
         with pytest.raises(StorageError, match="earful db upgrade"):
             db.ensure_ready()
     db.dispose()
@@ -69,8 +68,6 @@ def test_stale_server_database_is_refused_and_sqlite_is_upgraded(database_url: s
 
 def test_downgrade_to_empty(database: Database) -> None:
     """Every migration can be undone, down to an empty database."""
-    from alembic import command
-
     config = alembic_config()
     with database.engine.begin() as conn:
         config.attributes["connection"] = conn

@@ -6,11 +6,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from bot.app import build
 from bot.config import load_settings
 from bot.delivery import Deliverer
+from bot.errors import PipelineError, RetryLater
 from bot.models import (
     Author,
     Classification,
@@ -25,6 +27,7 @@ from handlers.crm_import import read_crm_csv
 from handlers.file_import import read_file
 from playbooks.triage import TriageOnly
 from storage import contacts, status
+from storage.conversations import transition
 from storage.database import Database
 from storage.outbox import Effect
 from storage.schema import Contact, Conversation, InteractionRow, Job, OutboxRow
@@ -132,7 +135,10 @@ def test_authors_resolve_to_crm_contacts(database: Database) -> None:
     assert snap.plan == "basic"
     assert snap.inbound_count == 2
     cards = {e.payload["mention"]["external_id"]: e.payload for e in sink.delivered}
-    assert "Maya Okafor · CRM · basic" in cards["1853000000000000001"]["contact_label"]
+    first, follow_up = cards["1853000000000000001"], cards["1853000000000000003"]
+    assert first["contact"]["name"] == "Maya Okafor"
+    assert first["contact"]["lifetime_value"] == "640.00"
+    assert (first["contact"]["inbound_count"], follow_up["contact"]["inbound_count"]) == (0, 1)
 
 
 def test_mentions_are_marked_unclassified_and_sent_to_triage(database: Database) -> None:
@@ -143,7 +149,7 @@ def test_mentions_are_marked_unclassified_and_sent_to_triage(database: Database)
         assert effect.payload["classification"]["classified"] is False
         assert effect.payload["classification"]["sentiment"] is None
         assert effect.payload["decision"]["action"] is None
-        assert effect.payload["channel"] == "#earful-triage"
+        assert effect.payload["decision"]["channel"] == "#earful-triage"
         assert effect.payload["decision"]["reasons"][0]["factor"] == "playbooks"
     with database.transaction() as session:
         stored = session.scalars(
@@ -220,8 +226,6 @@ def test_outbox_keeps_conversation_order_through_retries(database: Database) -> 
             self.refused = 0
 
         def deliver(self, effect: Effect) -> None:
-            from bot.errors import RetryLater
-
             if (
                 effect.payload["mention"]["external_id"] == "1853000000000000001"
                 and self.refused < 2
@@ -245,3 +249,27 @@ def test_outbox_keeps_conversation_order_through_retries(database: Database) -> 
     assert (stats.delivered, stats.retried) == (5, 2)
     x_cards = [i for i in sink.delivered if i.startswith("1853")]
     assert x_cards == ["1853000000000000001", "1853000000000000003"]
+
+
+def test_conversation_life_cycle_rules() -> None:
+    """Allows new → assigned → responded → resolved, reopens on a new message, refuses resolved → assigned."""
+    conversation = Conversation(
+        id=1,
+        platform="x",
+        thread_key="1",
+        state="new",
+        created_at=NOW,
+        updated_at=NOW,
+        last_activity_at=NOW,
+    )
+    transition(conversation, ConversationState.ASSIGNED, at=NOW)
+    transition(conversation, ConversationState.RESPONDED, at=NOW)
+    assert conversation.first_response_at == NOW
+    later = datetime(2026, 11, 4, tzinfo=UTC)
+    transition(conversation, ConversationState.RESOLVED, at=later)
+    assert conversation.resolved_at == later
+    with pytest.raises(PipelineError, match="cannot go from resolved to assigned"):
+        transition(conversation, ConversationState.ASSIGNED, at=later)
+    transition(conversation, ConversationState.NEW, at=later)
+    assert conversation.resolved_at is None
+    assert conversation.first_response_at == NOW
