@@ -1,7 +1,9 @@
 """Mentions per second for `earful replay --dry-run` of 10,000 mentions, SQLite and PostgreSQL.
 
 Each run replays a generated dump into a fresh database in a new process (so start-up
-counts, as it does for a user); the figure is the median of ``--runs`` runs.
+counts, as it does for a user); the figure is the median of ``--runs`` runs. The classifiers
+are switched off (``EARFUL_CLASSIFIER=none``): this measures storage, threading and routing;
+`benchmarks/classify.py` measures the models.
 
     python benchmarks/ingest.py [--count 10000] [--runs 3] [--postgres URL]
 
@@ -100,6 +102,7 @@ def run_once(dump: Path, database_url: str) -> float:
     """Seconds for one replay in a fresh process."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("EARFUL_")}
     env["EARFUL_DATA_DIR"] = str(dump.parent / "data")
+    env["EARFUL_CLASSIFIER"] = "none"
     started = time.perf_counter()
     result = subprocess.run(
         [

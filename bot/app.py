@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from bot.config import Settings
 from bot.delivery import Deliverer, Sink
+from bot.errors import ConfigError
 from bot.pipeline import CARD_EFFECT, Pipeline
+from classifiers.base import Classifier
 from classifiers.unclassified import Unclassified
 from playbooks.triage import TriageOnly
 from storage.database import Database
@@ -30,6 +33,47 @@ def open_database(settings: Settings) -> Database:
     return database
 
 
+def build_classifier(settings: Settings) -> Classifier:
+    """The configured classifier; models load on the first batch, not here."""
+    if settings.classifier == "none":
+        return Unclassified()
+    from classifiers.intent import IntentHead
+    from classifiers.language import LanguageDetector
+    from classifiers.suite import ClassifierSuite
+    from classifiers.text_model import (
+        BUNDLED_SENTIMENT,
+        HubSentimentModel,
+        MiniLMModel,
+        TextModel,
+        parse_label_map,
+    )
+
+    shipped = MiniLMModel(
+        directory=BUNDLED_SENTIMENT,
+        batch_size=settings.model_batch_size,
+        threads=settings.model_threads,
+    )
+    text_model: TextModel = shipped
+    choice = settings.sentiment_model
+    if choice != "bundled":
+        if (Path(choice) / "earful.json").is_file():
+            text_model = MiniLMModel(
+                directory=Path(choice),
+                batch_size=settings.model_batch_size,
+                threads=settings.model_threads,
+            )
+        elif not settings.sentiment_labels:
+            raise ConfigError(
+                f"sentiment model {choice!r} needs EARFUL_SENTIMENT_LABELS, e.g. "
+                "LABEL_0=negative,LABEL_1=neutral,LABEL_2=positive"
+            )
+        else:
+            text_model = HubSentimentModel(
+                model=choice, label_map=parse_label_map(settings.sentiment_labels), embedder=shipped
+            )
+    return ClassifierSuite(text_model=text_model, intent=IntentHead(), language=LanguageDetector())
+
+
 def build(
     *, settings: Settings, card_sink: Sink, dry_run: bool = False, database: Database | None = None
 ) -> Services:
@@ -37,8 +81,8 @@ def build(
     database = database or open_database(settings)
     pipeline = Pipeline(
         database=database,
-        # Real classifiers and playbooks replace these visible pass-throughs in later issues.
-        classifier=Unclassified(),
+        classifier=build_classifier(settings),
+        # Playbooks replace this visible pass-through in a later issue.
         decider=TriageOnly(channel=settings.triage_channel),
         batch_size=settings.batch_size,
         dry_run=dry_run,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -16,6 +17,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 
 from bot.app import build, open_database
+from bot.classify import classify_records
 from bot.config import Settings, load_settings
 from bot.console import ConsoleCards
 from bot.delivery import Sink
@@ -24,7 +26,7 @@ from bot.logs import configure_logging
 from bot.models import now_utc
 from bot.replay import ReplayReport, replay
 from handlers.crm_import import read_crm_csv
-from handlers.file_import import parse_column_map, read_file
+from handlers.file_import import parse_column_map, read_file, read_jsonl, read_text_lines
 from storage import audit, contacts, status
 from storage.database import Database
 from storage.outbox import Effect
@@ -280,6 +282,63 @@ def replay_command(
         out.print(_report_table(report, dry_run=dry_run))
         if report.rejected:
             err.print(f"{len(report.rejected)} line(s) rejected; the other lines were stored")
+            raise typer.Exit(1)
+
+
+@app.command("classify")
+def classify_command(
+    source: Annotated[
+        str, typer.Option("--in", help="JSON Lines file (the input contract), or - for stdin.")
+    ] = "-",
+    target: Annotated[str, typer.Option("--out", help="Output file, or - for stdout.")] = "-",
+    text: Annotated[
+        bool, typer.Option("--text", help="Read plain text, one mention per line.")
+    ] = False,
+    database: DatabaseOption = None,
+) -> None:
+    """Judge mentions: JSON Lines in, one line out per input line; reads history, writes none."""
+    with _errors():
+        settings = _settings(database)
+        db = open_database(settings)
+        services = build(settings=settings, card_sink=_DiscardCards(), dry_run=True, database=db)
+        name = "stdin" if source == "-" else Path(source).name
+        stream = sys.stdin.buffer if source == "-" else _open_input(Path(source)).open("rb")
+        reader = read_text_lines if text else read_jsonl
+        records = reader(
+            stream, max_text_chars=settings.max_text_chars, received_at=now_utc(), name=name
+        )
+        sink = sys.stdout if target == "-" else Path(target).open("w", encoding="utf-8")  # noqa: SIM115
+        errors = written = 0
+        progress = Progress(
+            TextColumn("[bold]classify[/bold]"),
+            TextColumn("{task.completed:,} lines"),
+            TimeElapsedColumn(),
+            console=err,
+            disable=not err.is_terminal,
+        )
+        try:
+            with progress:
+                task = progress.add_task("classify", total=None)
+                for output in classify_records(
+                    records,
+                    database=db,
+                    classifier=services.pipeline.classifier,
+                    decider=services.pipeline.decider,
+                    batch_size=settings.model_batch_size * 4,
+                ):
+                    sink.write(json.dumps(output.line, ensure_ascii=False) + "\n")
+                    written += 1
+                    if output.error:
+                        errors += 1
+                        err.print(f"[red]rejected[/red] {output.line['error']}", highlight=False)
+                    progress.update(task, completed=written)
+        finally:
+            if sink is not sys.stdout:
+                sink.close()
+            if stream is not sys.stdin.buffer:
+                stream.close()
+        if errors:
+            err.print(f"{errors} line(s) rejected; {written - errors} classified")
             raise typer.Exit(1)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -27,6 +28,14 @@ class Settings(BaseModel):
     max_text_chars: int = Field(default=20_000, ge=280)
     batch_size: int = Field(default=200, ge=1, le=10_000)
     log_level: str = "WARNING"
+    # "earful" runs the classifiers; "none" keeps the visible pass-through (mentions unclassified).
+    classifier: Literal["earful", "none"] = "earful"
+    # "bundled", a directory with an Earful model, or a Hugging Face model id or path.
+    sentiment_model: str = "bundled"
+    # For a Hugging Face model: its labels → Earful's, e.g. "LABEL_0=negative,LABEL_1=neutral,…".
+    sentiment_labels: str | None = None
+    model_threads: int = Field(default=2, ge=1, le=64)
+    model_batch_size: int = Field(default=32, ge=1, le=1024)
 
     @property
     def resolved_database_url(self) -> str:

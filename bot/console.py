@@ -18,10 +18,21 @@ def _labels(classification: Classification) -> str:
     for name in ("sentiment", "intent"):
         score = getattr(classification, name)
         if score is not None:
-            parts.append(f"{name} {score.label} {score.score:.2f}")
+            parts.append(f"{score.label} {score.score:.2f}")
     if classification.flags:
-        parts.append("flags " + ", ".join(classification.flags))
-    return " · ".join(parts) or "no labels"
+        parts.append("⚑ " + ", ".join(classification.flags))
+    if classification.language and classification.language not in ("en", "und"):
+        parts.append(f"language {classification.language}")
+    influence, value = classification.influence, classification.value
+    if influence is not None:
+        score = f" {influence.score}" if influence.score is not None else ""
+        parts.append(f"influence {influence.tier}{score}")
+    if value is not None:
+        score = f" {value.score}" if value.score is not None else ""
+        parts.append(f"value {value.tier}{score}")
+        if value.deviation:
+            parts.append(f"⚠ {value.deviation}")
+    return " · ".join(parts)
 
 
 def contact_label(contact: ContactSnapshot) -> str | None:

@@ -155,6 +155,8 @@ class Mention:
     in_reply_to: str | None = None
     url: str | None = None
     direction: Direction = Direction.INBOUND
+    # Likes + reposts + replies + quotes when the mention was fetched; None where not given.
+    engagement: int | None = None
     # The platform payload as received; read only by the handler that produced it.
     raw: Mapping[str, Any] = field(
         default_factory=lambda: _frozen_mapping({}), compare=False, repr=False
@@ -189,6 +191,11 @@ class ContactSnapshot:
     order_count: int | None = None
     inbound_count: int = 0
     outbound_count: int = 0
+    # Sentiment of the contact's recent inbound messages (the newest 50), for deviation signals.
+    past_positive: int = 0
+    past_neutral: int = 0
+    past_negative: int = 0
+    open_conversations: int = 0
 
     @property
     def from_crm(self) -> bool:
@@ -213,8 +220,8 @@ class Classification:
     intent: Score | None = None
     flags: tuple[str, ...] = ()
     language: str | None = None
-    influence: Score | None = None
-    value: Score | None = None
+    influence: Influence | None = None
+    value: CustomerValue | None = None
 
     @classmethod
     def unclassified(cls) -> Classification:
@@ -224,11 +231,36 @@ class Classification:
 
 @dataclass(frozen=True, slots=True)
 class Reason:
-    """One factor behind a decision, its value and its effect on the outcome."""
+    """One factor behind a judgement, its value and its effect on the outcome."""
 
     factor: str
     value: str
     effect: str
+
+
+@dataclass(frozen=True, slots=True)
+class Influence:
+    """How far an author's voice carries: 0–100 and a tier, with the metrics behind it.
+
+    ``tier`` is ``unknown`` (and ``score`` None) where the platform gives no metrics.
+    """
+
+    tier: str
+    score: int | None
+    factors: tuple[Reason, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerValue:
+    """What a customer is worth to the company: 0–100 and a tier; ``unknown`` for strangers.
+
+    ``deviation`` names a departure from the customer's own baseline (the retention trigger).
+    """
+
+    tier: str
+    score: int | None
+    deviation: str | None = None
+    factors: tuple[Reason, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -73,6 +73,7 @@ def _mention_of(row: Row[Any]) -> Mention:
         in_reply_to=row.in_reply_to,
         url=row.url,
         direction=Direction(row.direction),
+        engagement=row.engagement,
         raw=row.raw,
     )
 

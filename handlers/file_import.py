@@ -51,6 +51,22 @@ class AuthorIn(BaseModel):
     created_at: datetime | None = None
 
 
+class MetricsIn(BaseModel):
+    """Engagement on the mention when it was exported (X's public_metrics, in short)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    likes: Count = None
+    reposts: Count = None
+    replies: Count = None
+    quotes: Count = None
+
+    def total(self) -> int | None:
+        """The sum of the counts given, None if none is."""
+        given = [v for v in (self.likes, self.reposts, self.replies, self.quotes) if v is not None]
+        return sum(given) if given else None
+
+
 class MentionIn(BaseModel):
     """One input record of the JSON Lines contract (see ARCHITECTURE.md, CLI contract)."""
 
@@ -65,6 +81,7 @@ class MentionIn(BaseModel):
     conversation_id: IdStr | None = None
     in_reply_to: IdStr | None = None
     direction: Direction = Direction.INBOUND
+    metrics: MetricsIn | None = None
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -101,6 +118,7 @@ def to_mention(record: MentionIn, *, received_at: datetime, raw: Mapping[str, An
         in_reply_to=record.in_reply_to,
         url=record.url,
         direction=record.direction,
+        engagement=record.metrics.total() if record.metrics else None,
         raw=raw,
     )
 
@@ -144,6 +162,21 @@ def parse_record(data: Any, *, where: str, max_text_chars: int, received_at: dat
         raise InputError(where, str(exc)) from None
 
 
+def _record(line: int, data: Any, where: str, max_text_chars: int, received_at: datetime) -> Record:
+    try:
+        mention = parse_record(
+            data, where=where, max_text_chars=max_text_chars, received_at=received_at
+        )
+    except InputError as error:
+        return Record(line=line, error=error)
+    return Record(line=line, mention=mention)
+
+
+def _utf8_error(where: str, exc: UnicodeDecodeError) -> InputError:
+    byte = exc.object[exc.start]
+    return InputError(where, f"not valid UTF-8 (byte {byte:#04x} at column {exc.start + 1})")
+
+
 def read_jsonl(
     stream: BinaryIO, *, max_text_chars: int, received_at: datetime, name: str = "input"
 ) -> Iterator[Record]:
@@ -153,10 +186,7 @@ def read_jsonl(
         try:
             line = raw_line.decode("utf-8")
         except UnicodeDecodeError as exc:
-            error = InputError(
-                where,
-                f"not valid UTF-8 (byte {exc.object[exc.start]:#04x} at column {exc.start + 1})",
-            )
+            error = _utf8_error(where, exc)
             yield Record(line=number, error=error)
             continue
         if not line.strip():
@@ -169,14 +199,32 @@ def read_jsonl(
                 error=InputError(where, f"not valid JSON ({exc.msg} at column {exc.colno})"),
             )
             continue
+        yield _record(number, data, where, max_text_chars, received_at)
+
+
+def read_text_lines(
+    stream: BinaryIO, *, max_text_chars: int, received_at: datetime, name: str = "input"
+) -> Iterator[Record]:
+    """Plain text, one mention per non-blank line; the line number is its id."""
+    for number, raw_line in enumerate(stream, start=1):
         try:
-            mention = parse_record(
-                data, where=where, max_text_chars=max_text_chars, received_at=received_at
+            text = raw_line.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError as exc:
+            where = f"{name}:{number}"
+            yield Record(
+                line=number,
+                error=_utf8_error(where, exc),
             )
-        except InputError as error:
-            yield Record(line=number, error=error)
             continue
-        yield Record(line=number, mention=mention)
+        if not text.strip():
+            continue
+        yield _record(
+            number,
+            {"id": str(number), "text": text},
+            f"{name}:{number}",
+            max_text_chars,
+            received_at,
+        )
 
 
 # Input contract field → CSV column, before any --map option is applied.
@@ -280,14 +328,7 @@ def _csv_records(
                 data[field] = value
         if author:
             data["author"] = author
-        try:
-            mention = parse_record(
-                data, where=where, max_text_chars=max_text_chars, received_at=received_at
-            )
-        except InputError as error:
-            yield Record(line=number, error=error)
-            continue
-        yield Record(line=number, mention=mention)
+        yield _record(number, data, where, max_text_chars, received_at)
 
 
 def _has_surrogates(value: str) -> bool:

@@ -11,8 +11,10 @@ from bot.models import (
     Author,
     Classification,
     ContactSnapshot,
+    CustomerValue,
     Decision,
     Direction,
+    Influence,
     Interaction,
     Mention,
     Platform,
@@ -74,6 +76,7 @@ def mention_to_json(mention: Mention) -> dict[str, Any]:
         "in_reply_to": mention.in_reply_to,
         "url": mention.url,
         "direction": mention.direction.value,
+        "engagement": mention.engagement,
     }
 
 
@@ -91,6 +94,7 @@ def mention_from_json(data: dict[str, Any]) -> Mention:
         in_reply_to=data.get("in_reply_to"),
         url=data.get("url"),
         direction=Direction(data.get("direction", "inbound")),
+        engagement=data.get("engagement"),
     )
 
 
@@ -102,6 +106,29 @@ def _parse_score(data: dict[str, Any] | None) -> Score | None:
     return Score(label=data["label"], score=float(data["score"])) if data else None
 
 
+def _reasons(values: tuple[Reason, ...]) -> list[dict[str, str]]:
+    return [{"factor": r.factor, "value": r.value, "effect": r.effect} for r in values]
+
+
+def _parse_reasons(data: list[dict[str, str]] | None) -> tuple[Reason, ...]:
+    return tuple(Reason(**r) for r in data or ())
+
+
+def influence_to_json(value: Influence) -> dict[str, Any]:
+    """An influence score as a JSON object."""
+    return {"tier": value.tier, "score": value.score, "factors": _reasons(value.factors)}
+
+
+def value_to_json(value: CustomerValue) -> dict[str, Any]:
+    """A customer value as a JSON object."""
+    return {
+        "tier": value.tier,
+        "score": value.score,
+        "deviation": value.deviation,
+        "factors": _reasons(value.factors),
+    }
+
+
 def classification_to_json(value: Classification) -> dict[str, Any]:
     """A classification as a JSON object."""
     return {
@@ -110,21 +137,37 @@ def classification_to_json(value: Classification) -> dict[str, Any]:
         "intent": _score(value.intent),
         "flags": list(value.flags),
         "language": value.language,
-        "influence": _score(value.influence),
-        "value": _score(value.value),
+        "influence": influence_to_json(value.influence) if value.influence else None,
+        "value": value_to_json(value.value) if value.value else None,
     }
 
 
 def classification_from_json(data: dict[str, Any]) -> Classification:
     """The inverse of :func:`classification_to_json`."""
+    influence, customer = data.get("influence"), data.get("value")
     return Classification(
         classified=bool(data["classified"]),
         sentiment=_parse_score(data.get("sentiment")),
         intent=_parse_score(data.get("intent")),
         flags=tuple(data.get("flags", ())),
         language=data.get("language"),
-        influence=_parse_score(data.get("influence")),
-        value=_parse_score(data.get("value")),
+        influence=(
+            Influence(
+                influence["tier"], influence["score"], _parse_reasons(influence.get("factors"))
+            )
+            if influence
+            else None
+        ),
+        value=(
+            CustomerValue(
+                customer["tier"],
+                customer["score"],
+                customer.get("deviation"),
+                _parse_reasons(customer.get("factors")),
+            )
+            if customer
+            else None
+        ),
     )
 
 
@@ -135,9 +178,7 @@ def decision_to_json(value: Decision) -> dict[str, Any]:
         "priority": value.priority.value if value.priority else None,
         "channel": value.channel,
         "playbook": value.playbook,
-        "reasons": [
-            {"factor": r.factor, "value": r.value, "effect": r.effect} for r in value.reasons
-        ],
+        "reasons": _reasons(value.reasons),
     }
 
 
@@ -148,7 +189,7 @@ def decision_from_json(data: dict[str, Any]) -> Decision:
         priority=Priority(data["priority"]) if data.get("priority") else None,
         channel=data["channel"],
         playbook=data.get("playbook"),
-        reasons=tuple(Reason(**r) for r in data.get("reasons", ())),
+        reasons=_parse_reasons(data.get("reasons")),
     )
 
 
@@ -165,12 +206,15 @@ def snapshot_to_json(value: ContactSnapshot) -> dict[str, Any]:
         "order_count": value.order_count,
         "inbound_count": value.inbound_count,
         "outbound_count": value.outbound_count,
+        "past_sentiment": [value.past_positive, value.past_neutral, value.past_negative],
+        "open_conversations": value.open_conversations,
     }
 
 
 def snapshot_from_json(data: dict[str, Any]) -> ContactSnapshot:
     """The inverse of :func:`snapshot_to_json`."""
     ltv, last_order = data.get("lifetime_value"), data.get("last_order_date")
+    past = data.get("past_sentiment") or (0, 0, 0)
     return ContactSnapshot(
         contact_id=data.get("contact_id"),
         name=data.get("name"),
@@ -182,6 +226,10 @@ def snapshot_from_json(data: dict[str, Any]) -> ContactSnapshot:
         order_count=data.get("order_count"),
         inbound_count=int(data.get("inbound_count", 0)),
         outbound_count=int(data.get("outbound_count", 0)),
+        past_positive=int(past[0]),
+        past_neutral=int(past[1]),
+        past_negative=int(past[2]),
+        open_conversations=int(data.get("open_conversations", 0)),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -10,8 +11,8 @@ from decimal import Decimal
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from bot.models import ContactSnapshot, Direction, Mention
-from storage.schema import Contact, Identity, InteractionRow, Organisation
+from bot.models import ContactSnapshot, ConversationState, Direction, Mention
+from storage.schema import Contact, Conversation, Identity, InteractionRow, Organisation
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +121,17 @@ def resolve_authors(
     return [identity.contact_id if identity is not None else None for identity in resolved]
 
 
+def lookup_authors(session: Session, mentions: Sequence[Mention]) -> list[int | None]:
+    """The known contact of each mention's author, or None; reads only, creates nothing."""
+    index = _IdentityIndex(session, mentions)
+    found = []
+    for mention in mentions:
+        handle = normalise_handle(mention.author.handle) if mention.author.handle else None
+        identity = index.match(mention.platform.value, handle, mention.author.platform_user_id)
+        found.append(identity.contact_id if identity is not None else None)
+    return found
+
+
 def snapshots(session: Session, contact_ids: Iterable[int | None]) -> dict[int, ContactSnapshot]:
     """What the history holds of each contact now, counting interactions already logged to them."""
     ids = {cid for cid in contact_ids if cid is not None}
@@ -139,6 +151,20 @@ def snapshots(session: Session, contact_ids: Iterable[int | None]) -> dict[int, 
         ).tuples()
         if cid is not None
     }
+    sentiments = _recent_sentiments(session, ids)
+    open_counts = {
+        cid: int(n)
+        for cid, n in session.execute(
+            select(Conversation.contact_id, func.count())
+            .where(
+                Conversation.contact_id.in_(ids),
+                Conversation.state.not_in(
+                    [ConversationState.RESOLVED.value, ConversationState.DISMISSED.value]
+                ),
+            )
+            .group_by(Conversation.contact_id)
+        ).all()
+    }
     return {
         contact.id: ContactSnapshot(
             contact_id=contact.id,
@@ -151,9 +177,43 @@ def snapshots(session: Session, contact_ids: Iterable[int | None]) -> dict[int, 
             order_count=contact.order_count,
             inbound_count=counts.get((contact.id, Direction.INBOUND.value), 0),
             outbound_count=counts.get((contact.id, Direction.OUTBOUND.value), 0),
+            past_positive=sentiments[contact.id]["positive"],
+            past_neutral=sentiments[contact.id]["neutral"],
+            past_negative=sentiments[contact.id]["negative"],
+            open_conversations=int(open_counts.get(contact.id, 0)),
         )
         for contact, organisation in rows
     }
+
+
+RECENT = 50
+
+
+def _recent_sentiments(session: Session, ids: set[int]) -> dict[int, Counter[str]]:
+    """Sentiment labels of each contact's newest ``RECENT`` classified inbound messages."""
+    ranked = (
+        select(
+            InteractionRow.contact_id,
+            InteractionRow.classification,
+            func.row_number()
+            .over(partition_by=InteractionRow.contact_id, order_by=InteractionRow.created_at.desc())
+            .label("rank"),
+        )
+        .where(
+            InteractionRow.contact_id.in_(ids),
+            InteractionRow.direction == Direction.INBOUND.value,
+            InteractionRow.classification.is_not(None),
+        )
+        .subquery()
+    )
+    result: dict[int, Counter[str]] = {cid: Counter() for cid in ids}
+    for cid, classification in session.execute(
+        select(ranked.c.contact_id, ranked.c.classification).where(ranked.c.rank <= RECENT)
+    ).tuples():
+        sentiment = (classification or {}).get("sentiment")
+        if cid is not None and sentiment:
+            result[cid][sentiment["label"]] += 1
+    return result
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,6 +52,7 @@ def ingest(
                 "author": author_to_json(m.author),
                 "text": m.text,
                 "url": m.url,
+                "engagement": m.engagement,
                 "created_at": m.created_at,
                 "received_at": received_at,
                 "raw": dict(m.raw),

@@ -149,6 +149,7 @@ class InteractionRow(Base):
     author: Mapped[dict[str, Any]]
     text: Mapped[str] = mapped_column(Text)
     url: Mapped[str | None] = mapped_column(String(2048))
+    engagement: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime]
     received_at: Mapped[datetime]
     raw: Mapped[dict[str, Any]]

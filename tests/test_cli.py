@@ -142,7 +142,7 @@ def test_replay_killed_halfway_loses_and_doubles_nothing(
     """A replay killed with SIGKILL half-way and run again stores each unique mention exactly once."""
     dump = tmp_path / "big.jsonl"
     unique = _dump(dump, 3000)
-    env = {**env, "EARFUL_BATCH_SIZE": "50"}
+    env = {**env, "EARFUL_BATCH_SIZE": "50", "EARFUL_CLASSIFIER": "none"}  # durability, not labels
     assert earful("db", "upgrade", "--database", database_url, env=env).returncode == 0
     engine = create_engine(normalise_url(database_url))
 

@@ -49,7 +49,8 @@ class RecordingSink:
 def _replay(
     database: Database, path: Path, sink: RecordingSink, *, dry_run: bool = False
 ) -> ReplayReport:
-    settings = load_settings(environ={}, database_url=database.url)
+    # The pass-through classifier: these tests are about storage, threading and delivery.
+    settings = load_settings(environ={}, database_url=database.url, classifier="none")
     services = build(settings=settings, card_sink=sink, dry_run=dry_run, database=database)
     with path.open("rb") as stream:
         records = read_file(path, stream, max_text_chars=20_000, received_at=NOW)
@@ -142,7 +143,7 @@ def test_authors_resolve_to_crm_contacts(database: Database) -> None:
 
 
 def test_mentions_are_marked_unclassified_and_sent_to_triage(database: Database) -> None:
-    """Without classifiers or playbooks, says so on every card instead of inventing labels."""
+    """With the classifier turned off and no playbooks, says so on every card instead of inventing labels."""
     sink = RecordingSink()
     _replay(database, FIXTURES / "replay" / "thread.jsonl", sink)
     for effect in sink.delivered:
@@ -235,7 +236,7 @@ def test_outbox_keeps_conversation_order_through_retries(database: Database) -> 
             self.delivered.append(effect.payload["mention"]["external_id"])
 
     sink = FlakyFirst()
-    settings = load_settings(environ={}, database_url=database.url)
+    settings = load_settings(environ={}, database_url=database.url, classifier="none")
     services = build(settings=settings, card_sink=sink, database=database)
     path = FIXTURES / "replay" / "thread.jsonl"
     with path.open("rb") as stream:
@@ -273,3 +274,30 @@ def test_conversation_life_cycle_rules() -> None:
     transition(conversation, ConversationState.NEW, at=later)
     assert conversation.resolved_at is None
     assert conversation.first_response_at == NOW
+
+
+def test_known_customer_turning_negative_is_flagged(database: Database) -> None:
+    """With the shipped classifiers, a premium customer's first complaint after weeks of praise carries a deviation signal."""
+    _import_crm(database)
+    sink = RecordingSink()
+    settings = load_settings(environ={}, database_url=database.url)
+    services = build(settings=settings, card_sink=sink, database=database)
+    path = FIXTURES / "replay" / "elena_turns.jsonl"
+    with path.open("rb") as stream:
+        records = read_file(path, stream, max_text_chars=20_000, received_at=NOW)
+        replay(
+            records,
+            pipeline=services.pipeline,
+            deliverer=services.deliverer,
+            source="t",
+            batch_size=1,
+        )
+    cards = [e.payload for e in sink.delivered]
+    assert [c["classification"]["sentiment"]["label"] for c in cards] == ["positive"] * 3 + [
+        "negative"
+    ]
+    last = cards[-1]
+    assert last["classification"]["value"]["tier"] == "vip"
+    assert last["classification"]["value"]["deviation"] == "turning negative"
+    assert last["contact"]["past_sentiment"] == [3, 0, 0]
+    assert cards[0]["classification"]["value"]["deviation"] is None
