@@ -42,6 +42,7 @@ def build_classifier(settings: Settings) -> Classifier:
     from classifiers.suite import ClassifierSuite
     from classifiers.text_model import (
         BUNDLED_SENTIMENT,
+        META_FILE,
         HubSentimentModel,
         MiniLMModel,
         TextModel,
@@ -56,7 +57,7 @@ def build_classifier(settings: Settings) -> Classifier:
     text_model: TextModel = shipped
     choice = settings.sentiment_model
     if choice != "bundled":
-        if (Path(choice) / "earful.json").is_file():
+        if (Path(choice) / META_FILE).is_file():
             text_model = MiniLMModel(
                 directory=Path(choice),
                 batch_size=settings.model_batch_size,

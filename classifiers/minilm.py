@@ -20,8 +20,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 
-META_FILE = "earful.json"
-ONNX_FILE = "model.int8.onnx"
+from classifiers.text_model import META_FILE, ONNX_FILE
+
 HEAD_FILE = "head.safetensors"
 
 

@@ -28,6 +28,8 @@ from bot.errors import ConfigError
 log = logging.getLogger(__name__)
 
 BUNDLED_SENTIMENT = Path(__file__).with_name("models") / "sentiment-minilm"
+META_FILE = "earful.json"
+ONNX_FILE = "model.int8.onnx"
 SENTIMENT_LABELS = ("negative", "neutral", "positive")
 
 
@@ -72,7 +74,7 @@ class MiniLMModel:
         batch_size: int = 32,
         threads: int | None = None,
     ) -> None:
-        if not (directory / "earful.json").is_file():
+        if not (directory / META_FILE).is_file():
             raise ConfigError(f"{directory} is not an Earful model directory (no earful.json)")
         self.directory = directory
         self.batch_size = batch_size
@@ -86,7 +88,7 @@ class MiniLMModel:
                 import onnxruntime
                 from tokenizers import Tokenizer
 
-                meta = json.loads((self.directory / "earful.json").read_text())
+                meta = json.loads((self.directory / META_FILE).read_text())
                 if tuple(meta["labels"]) != SENTIMENT_LABELS:
                     raise ConfigError(
                         f"{self.directory}: labels {meta['labels']} are not {SENTIMENT_LABELS}"
@@ -99,7 +101,7 @@ class MiniLMModel:
                     options.intra_op_num_threads = self.threads
                 options.inter_op_num_threads = 1
                 session = onnxruntime.InferenceSession(
-                    str(self.directory / "model.int8.onnx"),
+                    str(self.directory / ONNX_FILE),
                     options,
                     providers=["CPUExecutionProvider"],
                 )

@@ -28,6 +28,7 @@ from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 
 from classifiers import minilm
 from classifiers.text import normalise
+from classifiers.text_model import META_FILE
 
 LABELS = ["negative", "neutral", "positive"]
 
@@ -242,9 +243,9 @@ def export_checkpoint(
         "macro_recall": sum(recalls) / len(recalls),
         "accuracy": sum(p == y for p, y in zip(predicted, val_y, strict=True)) / len(val_y),
     }
-    meta = json.loads((out / minilm.META_FILE).read_text())
+    meta = json.loads((out / META_FILE).read_text())
     meta["val"] = shipped
-    (out / minilm.META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    (out / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     print(
         f"exported {out}: int8 ONNX val macro-recall {shipped['macro_recall']:.4f} accuracy {shipped['accuracy']:.4f}",
         flush=True,

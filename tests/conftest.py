@@ -7,8 +7,10 @@ fail in CI (``CI=true``), where `.ci/run` provides the server.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -57,3 +59,35 @@ def database(database_url: str) -> Iterator[Database]:
     db.upgrade()
     yield db
     db.dispose()
+
+
+Earful = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """A clean environment for the CLI, with its own data directory."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("EARFUL_")}
+    clean["EARFUL_DATA_DIR"] = str(tmp_path / "data")
+    clean["COLUMNS"] = "120"
+    return clean
+
+
+@pytest.fixture
+def earful() -> Earful:
+    """Runs the `earful` command to completion in a real subprocess."""
+
+    def run(
+        *args: str, env: dict[str, str], stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "bot.cli", *args],
+            env=env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+
+    return run

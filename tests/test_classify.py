@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from bot.config import load_settings
 from bot.models import Author, Classification, ContactSnapshot, Mention, Platform
 
 FIXTURES = Path(__file__).parent / "fixtures"
+Earful = Callable[..., subprocess.CompletedProcess[str]]  # the `earful` fixture (conftest)
 NOW = datetime(2026, 11, 3, 12, 0, tzinfo=UTC)
 
 
@@ -94,35 +94,13 @@ def test_odd_text_is_classified_not_crashed(classify, text: str) -> None:
     assert 0.0 <= result.sentiment.score <= 1.0
 
 
-def _earful(
-    *args: str, env: dict[str, str], stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bot.cli", *args],
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    """A clean environment with its own data directory."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("EARFUL_")}
-    clean["EARFUL_DATA_DIR"] = str(tmp_path / "data")
-    return clean
-
-
-def test_classify_command_follows_the_contract(env: dict[str, str]) -> None:
+def test_classify_command_follows_the_contract(earful: Earful, env: dict[str, str]) -> None:
     """Answers one JSON line per input line, knows CRM customers, rejects bad lines by number, writes nothing."""
     assert (
-        _earful("contacts", "import", str(FIXTURES / "crm" / "customers.csv"), env=env).returncode
+        earful("contacts", "import", str(FIXTURES / "crm" / "customers.csv"), env=env).returncode
         == 0
     )
-    before = json.loads(_earful("status", "--json", env=env).stdout)
+    before = json.loads(earful("status", "--json", env=env).stdout)
     lines = [
         json.dumps(
             {
@@ -137,7 +115,7 @@ def test_classify_command_follows_the_contract(env: dict[str, str]) -> None:
         json.dumps({"id": "d", "text": "y" * 30_000}),
         json.dumps({"id": "e", "text": "love the new app update!", "platform": "telegram"}),
     ]
-    result = _earful("classify", env=env, stdin="\n".join(lines) + "\n")
+    result = earful("classify", env=env, stdin="\n".join(lines) + "\n")
     assert result.returncode == 1, result.stderr
     out = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(out) == 5, result.stderr
@@ -165,14 +143,14 @@ def test_classify_command_follows_the_contract(env: dict[str, str]) -> None:
     assert "30,000 characters; the limit is 20,000" in out[3]["error"]
     assert out[4]["influence"]["tier"] == "unknown"
     assert out[4]["value"]["tier"] == "unknown"
-    assert json.loads(_earful("status", "--json", env=env).stdout) == before
+    assert json.loads(earful("status", "--json", env=env).stdout) == before
 
 
-def test_classify_plain_text(env: dict[str, str], tmp_path: Path) -> None:
+def test_classify_plain_text(earful: Earful, env: dict[str, str], tmp_path: Path) -> None:
     """With --text, reads one mention per line from a file and writes JSON Lines to --out."""
     source, target = tmp_path / "in.txt", tmp_path / "out.jsonl"
     source.write_text("great service, thanks!\n\nworst airline ever, lost my bag again\n")
-    result = _earful("classify", "--text", "--in", str(source), "--out", str(target), env=env)
+    result = earful("classify", "--text", "--in", str(source), "--out", str(target), env=env)
     assert result.returncode == 0, result.stderr
     out = [json.loads(line) for line in target.read_text().splitlines()]
     assert [o["id"] for o in out] == ["1", "3"]

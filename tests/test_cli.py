@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,30 +18,12 @@ from storage.database import normalise_url
 from storage.schema import InteractionRow, Job, OutboxRow
 
 FIXTURES = Path(__file__).parent / "fixtures"
+Earful = Callable[..., subprocess.CompletedProcess[str]]  # the `earful` fixture (conftest)
 
 
-def earful(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """Run the CLI to completion."""
-    return subprocess.run(
-        [sys.executable, "-m", "bot.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    """A clean environment with its own data directory."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("EARFUL_")}
-    clean["EARFUL_DATA_DIR"] = str(tmp_path / "data")
-    clean["COLUMNS"] = "120"
-    return clean
-
-
-def test_demo_runs_and_its_counts_match_the_database(env: dict[str, str], tmp_path: Path) -> None:
+def test_demo_runs_and_its_counts_match_the_database(
+    earful: Earful, env: dict[str, str], tmp_path: Path
+) -> None:
     """Runs the bundled demo on the embedded default and ends with counts that match `status`."""
     result = earful("demo", env=env)
     assert result.returncode == 0, result.stderr
@@ -60,7 +42,9 @@ def test_demo_runs_and_its_counts_match_the_database(env: dict[str, str], tmp_pa
     assert "the database matches the run" in again.stdout
 
 
-def test_replay_reports_bad_lines_and_stores_the_rest(env: dict[str, str], tmp_path: Path) -> None:
+def test_replay_reports_bad_lines_and_stores_the_rest(
+    earful: Earful, env: dict[str, str], tmp_path: Path
+) -> None:
     """Exits 1 naming each bad line, after storing the valid lines around them."""
     dump = tmp_path / "dump.jsonl"
     dump.write_bytes(
@@ -77,7 +61,7 @@ def test_replay_reports_bad_lines_and_stores_the_rest(env: dict[str, str], tmp_p
     assert status["mentions"] == 2
 
 
-def test_replay_csv_with_wrong_header(env: dict[str, str], tmp_path: Path) -> None:
+def test_replay_csv_with_wrong_header(earful: Earful, env: dict[str, str], tmp_path: Path) -> None:
     """Refuses a CSV whose header lacks a required column, in one line, storing nothing."""
     dump = tmp_path / "export.csv"
     dump.write_text("id,message\n1,hello\n")
@@ -88,7 +72,7 @@ def test_replay_csv_with_wrong_header(env: dict[str, str], tmp_path: Path) -> No
     assert mapped.returncode == 0, mapped.stderr
 
 
-def test_contacts_import_all_or_nothing(env: dict[str, str]) -> None:
+def test_contacts_import_all_or_nothing(earful: Earful, env: dict[str, str]) -> None:
     """Imports a clean export, and refuses one with bad rows, listing them and importing nothing."""
     bad = earful("contacts", "import", str(FIXTURES / "crm" / "bad_rows.csv"), env=env)
     assert bad.returncode == 1
@@ -100,7 +84,7 @@ def test_contacts_import_all_or_nothing(env: dict[str, str]) -> None:
     assert json.loads(earful("status", "--json", env=env).stdout)["contacts"] == 3
 
 
-def test_bad_configuration_is_one_line(env: dict[str, str]) -> None:
+def test_bad_configuration_is_one_line(earful: Earful, env: dict[str, str]) -> None:
     """A bad setting or database URL stops the command with a one-line reason."""
     result = earful("status", env={**env, "EARFUL_BATCH_SIZE": "lots"})
     assert result.returncode == 2
@@ -137,7 +121,7 @@ def _dump(path: Path, count: int) -> set[str]:
 
 @pytest.mark.slow
 def test_replay_killed_halfway_loses_and_doubles_nothing(
-    database_url: str, env: dict[str, str], tmp_path: Path
+    earful: Earful, database_url: str, env: dict[str, str], tmp_path: Path
 ) -> None:
     """A replay killed with SIGKILL half-way and run again stores each unique mention exactly once."""
     dump = tmp_path / "big.jsonl"
