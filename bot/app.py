@@ -12,6 +12,7 @@ from bot.errors import ConfigError
 from bot.pipeline import CARD_EFFECT, Pipeline
 from classifiers.base import Classifier
 from classifiers.unclassified import Unclassified
+from playbooks.base import Decider
 from playbooks.triage import TriageOnly
 from storage.database import Database
 
@@ -49,20 +50,19 @@ def build_classifier(settings: Settings) -> Classifier:
         parse_label_map,
     )
 
-    shipped = MiniLMModel(
-        directory=BUNDLED_SENTIMENT,
-        batch_size=settings.model_batch_size,
-        threads=settings.model_threads,
-    )
+    def minilm(directory: Path) -> MiniLMModel:
+        return MiniLMModel(
+            directory=directory,
+            batch_size=settings.model_batch_size,
+            threads=settings.model_threads,
+        )
+
+    shipped = minilm(BUNDLED_SENTIMENT)
     text_model: TextModel = shipped
     choice = settings.sentiment_model
     if choice != "bundled":
         if (Path(choice) / META_FILE).is_file():
-            text_model = MiniLMModel(
-                directory=Path(choice),
-                batch_size=settings.model_batch_size,
-                threads=settings.model_threads,
-            )
+            text_model = minilm(Path(choice))
         elif not settings.sentiment_labels:
             raise ConfigError(
                 f"sentiment model {choice!r} needs EARFUL_SENTIMENT_LABELS, e.g. "
@@ -75,6 +75,11 @@ def build_classifier(settings: Settings) -> Classifier:
     return ClassifierSuite(text_model=text_model, intent=IntentHead(), language=LanguageDetector())
 
 
+def build_decider(settings: Settings) -> Decider:
+    """The decision step; playbooks replace this visible pass-through in a later issue."""
+    return TriageOnly(channel=settings.triage_channel)
+
+
 def build(
     *, settings: Settings, card_sink: Sink, dry_run: bool = False, database: Database | None = None
 ) -> Services:
@@ -83,8 +88,7 @@ def build(
     pipeline = Pipeline(
         database=database,
         classifier=build_classifier(settings),
-        # Playbooks replace this visible pass-through in a later issue.
-        decider=TriageOnly(channel=settings.triage_channel),
+        decider=build_decider(settings),
         batch_size=settings.batch_size,
         dry_run=dry_run,
     )

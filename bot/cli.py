@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from bot.app import build, open_database
+from bot.app import build, build_classifier, build_decider, open_database
 from bot.classify import classify_records
 from bot.config import Settings, load_settings
 from bot.console import ConsoleCards
@@ -300,7 +300,7 @@ def classify_command(
     with _errors():
         settings = _settings(database)
         db = open_database(settings)
-        services = build(settings=settings, card_sink=_DiscardCards(), dry_run=True, database=db)
+        classifier, decider = build_classifier(settings), build_decider(settings)
         name = "stdin" if source == "-" else Path(source).name
         stream = sys.stdin.buffer if source == "-" else _open_input(Path(source)).open("rb")
         reader = read_text_lines if text else read_jsonl
@@ -322,8 +322,8 @@ def classify_command(
                 for output in classify_records(
                     records,
                     database=db,
-                    classifier=services.pipeline.classifier,
-                    decider=services.pipeline.decider,
+                    classifier=classifier,
+                    decider=decider,
                     batch_size=settings.model_batch_size * 4,
                 ):
                     sink.write(json.dumps(output.line, ensure_ascii=False) + "\n")

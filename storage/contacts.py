@@ -71,6 +71,11 @@ class _IdentityIndex:
         if identity.handle:
             self.by_handle[(identity.kind, identity.handle)] = identity
 
+    def match_author(self, mention: Mention) -> Identity | None:
+        """The stored identity of a mention's author, if any."""
+        handle = normalise_handle(mention.author.handle) if mention.author.handle else None
+        return self.match(mention.platform.value, handle, mention.author.platform_user_id)
+
     def match(self, kind: str, handle: str | None, user_id: str | None) -> Identity | None:
         if user_id and (kind, user_id) in self.by_id:
             return self.by_id[(kind, user_id)]
@@ -124,12 +129,10 @@ def resolve_authors(
 def lookup_authors(session: Session, mentions: Sequence[Mention]) -> list[int | None]:
     """The known contact of each mention's author, or None; reads only, creates nothing."""
     index = _IdentityIndex(session, mentions)
-    found = []
-    for mention in mentions:
-        handle = normalise_handle(mention.author.handle) if mention.author.handle else None
-        identity = index.match(mention.platform.value, handle, mention.author.platform_user_id)
-        found.append(identity.contact_id if identity is not None else None)
-    return found
+    return [
+        identity.contact_id if (identity := index.match_author(mention)) is not None else None
+        for mention in mentions
+    ]
 
 
 def snapshots(session: Session, contact_ids: Iterable[int | None]) -> dict[int, ContactSnapshot]:
