@@ -12,8 +12,8 @@ from bot.errors import ConfigError
 from bot.pipeline import CARD_EFFECT, Pipeline
 from classifiers.base import Classifier
 from classifiers.unclassified import Unclassified
-from playbooks.base import Decider
-from playbooks.triage import TriageOnly
+from playbooks.engine import PlaybookDecider
+from playbooks.loader import load_playbooks
 from storage.database import Database
 
 
@@ -75,22 +75,35 @@ def build_classifier(settings: Settings) -> Classifier:
     return ClassifierSuite(text_model=text_model, intent=IntentHead(), language=LanguageDetector())
 
 
-def build_decider(settings: Settings) -> Decider:
-    """The decision step; playbooks replace this visible pass-through in a later issue."""
-    return TriageOnly(channel=settings.triage_channel)
+def build_decider(settings: Settings) -> PlaybookDecider:
+    """The playbooks of ``settings.playbooks`` (default: the bundled set), validated now."""
+    return PlaybookDecider(
+        load_playbooks(settings.playbooks), triage_channel=settings.triage_channel
+    )
 
 
 def build(
-    *, settings: Settings, card_sink: Sink, dry_run: bool = False, database: Database | None = None
+    *,
+    settings: Settings,
+    card_sink: Sink,
+    dry_run: bool = False,
+    database: Database | None = None,
+    compare: Path | None = None,
 ) -> Services:
-    """Wire the pipeline with its steps and the deliverer with its sinks."""
+    """Wire the pipeline with its steps and the deliverer with its sinks.
+
+    ``compare``: a second playbook directory whose decisions are recorded beside the real ones.
+    """
+    decider = build_decider(settings)
+    other = build_decider(settings.model_copy(update={"playbooks": compare})) if compare else None
     database = database or open_database(settings)
     pipeline = Pipeline(
         database=database,
         classifier=build_classifier(settings),
-        decider=build_decider(settings),
+        decider=decider,
         batch_size=settings.batch_size,
         dry_run=dry_run,
+        compare=other,
     )
     sinks: Mapping[str, Sink] = {CARD_EFFECT: card_sink}
     deliverer = Deliverer(database=database, sinks=sinks)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import json
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -23,7 +24,7 @@ from bot.console import ConsoleCards
 from bot.delivery import Sink
 from bot.errors import EarfulError, InputError
 from bot.logs import configure_logging
-from bot.models import now_utc
+from bot.models import Decision, now_utc
 from bot.replay import ReplayReport, replay
 from handlers.crm_import import read_crm_csv
 from handlers.file_import import parse_column_map, read_file, read_jsonl, read_text_lines
@@ -55,6 +56,16 @@ DatabaseOption = Annotated[
 ]
 
 
+PlaybooksOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--playbooks",
+        help="Directory of playbook files (default: EARFUL_PLAYBOOKS, else the bundled set).",
+        show_default=False,
+    ),
+]
+
+
 def _actor() -> str:
     try:
         return f"cli:{getpass.getuser()}"
@@ -62,8 +73,8 @@ def _actor() -> str:
         return "cli"
 
 
-def _settings(database: str | None) -> Settings:
-    settings = load_settings(database_url=database)
+def _settings(database: str | None, playbooks: Path | None = None) -> Settings:
+    settings = load_settings(database_url=database, playbooks=playbooks)
     configure_logging(settings.log_level)
     return settings
 
@@ -161,8 +172,11 @@ def _run_replay(
     column_map: dict[str, str],
     database: Database | None = None,
     show_progress: bool = True,
+    compare: Path | None = None,
 ) -> tuple[ReplayReport, Database]:
-    services = build(settings=settings, card_sink=sink, dry_run=dry_run, database=database)
+    services = build(
+        settings=settings, card_sink=sink, dry_run=dry_run, database=database, compare=compare
+    )
     size = file.stat().st_size
     with file.open("rb") as stream:
         records = read_file(
@@ -242,6 +256,47 @@ def _report_table(report: ReplayReport, *, dry_run: bool) -> Table:
     return table
 
 
+def _describe(decision: Decision) -> str:
+    action = decision.action.value if decision.action else "undecided"
+    priority = decision.priority.value if decision.priority else "-"
+    rule = f"{decision.playbook}/{decision.rule}" if decision.playbook else "no rule"
+    return f"{action} {priority} {decision.channel} ({rule})"
+
+
+def _print_comparison(report: ReplayReport, current: Path | None, other: Path) -> None:
+    """How many judged mentions change action, priority or channel, with examples."""
+    name = str(current) if current else "bundled playbooks"
+    if report.compared == 0:
+        err.print(
+            "[yellow]no mention was judged in this run (all were stored before?), so nothing "
+            "was compared: replay into a scratch database, e.g. --database sqlite:///compare.db"
+            "[/yellow]"
+        )
+        return
+    counts = Counter(field for change in report.changes for field in change.fields)
+    table = Table(title=f"{name} → {other}: {report.compared:,} mentions judged by both")
+    table.add_column("changes")
+    table.add_column("mentions", justify="right")
+    table.add_column("share", justify="right")
+    for label, count in (
+        ("any of action, priority, channel", len(report.changes)),
+        ("action", counts["action"]),
+        ("priority", counts["priority"]),
+        ("channel", counts["channel"]),
+    ):
+        table.add_row(label, f"{count:,}", f"{count / report.compared:.1%}")
+    out.print(table)
+    moves = Counter((_describe(c.before), _describe(c.after)) for c in report.changes)
+    for (before, after), count in moves.most_common(10):
+        example = next(
+            c
+            for c in report.changes
+            if (_describe(c.before), _describe(c.after)) == (before, after)
+        )
+        text = example.text if len(example.text) <= 100 else example.text[:99] + "…"
+        out.print(f"{count:>5} × {before}  →  {after}\n        e.g. {example.external_id}: {text}")
+
+
 @app.command("replay")
 def replay_command(
     file: Annotated[
@@ -261,11 +316,20 @@ def replay_command(
             help="CSV only: FIELD=COLUMN, e.g. text=body or author.handle=user. Repeatable.",
         ),
     ] = None,
+    playbooks: PlaybooksOption = None,
+    compare: Annotated[
+        Path | None,
+        typer.Option(
+            "--compare",
+            help="Another playbook directory: show how its decisions would differ.",
+            show_default=False,
+        ),
+    ] = None,
     database: DatabaseOption = None,
 ) -> None:
     """Run a dump of mentions through the pipeline; prints a table of counts."""
     with _errors():
-        settings = _settings(database)
+        settings = _settings(database, playbooks)
         if fmt not in ("auto", "jsonl", "csv"):
             raise InputError("--format", f"{fmt!r} is not one of auto, jsonl, csv")
         mapping = parse_column_map(column_map or [])
@@ -278,8 +342,11 @@ def replay_command(
             dry_run=dry_run,
             fmt=fmt,  # type: ignore[arg-type]
             column_map=mapping,
+            compare=compare,
         )
         out.print(_report_table(report, dry_run=dry_run))
+        if compare is not None:
+            _print_comparison(report, settings.playbooks, compare)
         if report.rejected:
             err.print(f"{len(report.rejected)} line(s) rejected; the other lines were stored")
             raise typer.Exit(1)
@@ -294,11 +361,12 @@ def classify_command(
     text: Annotated[
         bool, typer.Option("--text", help="Read plain text, one mention per line.")
     ] = False,
+    playbooks: PlaybooksOption = None,
     database: DatabaseOption = None,
 ) -> None:
     """Judge mentions: JSON Lines in, one line out per input line; reads history, writes none."""
     with _errors():
-        settings = _settings(database)
+        settings = _settings(database, playbooks)
         db = open_database(settings)
         classifier, decider = build_classifier(settings), build_decider(settings)
         name = "stdin" if source == "-" else Path(source).name
@@ -381,10 +449,10 @@ def _status_table(counts: status.StatusCounts) -> Table:
 
 
 @app.command("demo")
-def demo_command(database: DatabaseOption = None) -> None:
+def demo_command(playbooks: PlaybooksOption = None, database: DatabaseOption = None) -> None:
     """The whole pipeline over a bundled sample: CRM import, ~200 mentions, cards in the console."""
     with _errors():
-        settings = _settings(database)
+        settings = _settings(database, playbooks)
         if database is None:
             # The demo keeps its own database, fresh each run, apart from real data.
             demo_file = settings.data_dir / "demo.db"

@@ -25,6 +25,8 @@ class Settings(BaseModel):
     )
     database_url: str | None = None
     triage_channel: str = "#earful-triage"
+    # A directory of playbook files; None uses the bundled defaults (playbooks/defaults).
+    playbooks: Path | None = None
     max_text_chars: int = Field(default=20_000, ge=280)
     batch_size: int = Field(default=200, ge=1, le=10_000)
     log_level: str = "WARNING"

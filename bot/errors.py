@@ -2,6 +2,7 @@
 
 EarfulError
 ├── ConfigError              bad settings or environment; start-up stops
+│   └── PlaybookError        an invalid playbook file, with its file and line
 ├── InputError               a bad record in a file or request, with where it was
 │   └── ImportRejected       a whole CRM import refused, with every bad row
 ├── StorageError             the database is unreachable or at the wrong revision
@@ -23,6 +24,15 @@ class EarfulError(Exception):
 
 class ConfigError(EarfulError):
     """The configuration or environment is invalid."""
+
+
+class PlaybookError(ConfigError):
+    """A playbook file is invalid; ``where`` is ``file:line``."""
+
+    def __init__(self, where: str, reason: str) -> None:
+        super().__init__(f"{where}: {reason}")
+        self.where = where
+        self.reason = reason
 
 
 class InputError(EarfulError):

@@ -276,6 +276,14 @@ class Decision:
     channel: str
     playbook: str | None
     reasons: tuple[Reason, ...]
+    rule: str | None = None
+    # "playbook/rule" of the next-best match, so an agent sees what almost happened.
+    runner_up: str | None = None
+    owner: str | None = None
+    respond_by: datetime | None = None
+    # The playbook's escalation steps in order ("notify #care-leads", "page on-call" …).
+    escalation: tuple[str, ...] = ()
+    guidance: tuple[str, ...] = ()
 
     @property
     def decided(self) -> bool:

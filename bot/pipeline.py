@@ -23,15 +23,17 @@ from sqlalchemy.orm import Session
 from bot.models import (
     Classification,
     ContactSnapshot,
+    Decision,
     Direction,
     Interaction,
     Mention,
     Platform,
     now_utc,
 )
+from bot.traffic import RecentTraffic, key_of_json, similarity_key
 from classifiers.base import Classifier
 from playbooks.base import Decider
-from storage import contacts, conversations, ingest, outbox
+from storage import contacts, conversations, ingest, outbox, recent
 from storage.codec import (
     author_from_json,
     classification_to_json,
@@ -48,6 +50,25 @@ Clock = Callable[[], datetime]
 CARD_EFFECT = "card"
 
 
+@dataclass(frozen=True, slots=True)
+class Change:
+    """How another playbook set would have judged one mention differently."""
+
+    external_id: str
+    text: str
+    before: Decision
+    after: Decision
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """Which of action, priority and channel differ."""
+        return tuple(
+            name
+            for name in ("action", "priority", "channel")
+            if getattr(self.before, name) != getattr(self.after, name)
+        )
+
+
 @dataclass
 class ProcessStats:
     """What one processing pass did."""
@@ -55,6 +76,8 @@ class ProcessStats:
     routed: Counter[str] = field(default_factory=Counter)
     outbound_logged: int = 0
     failed: int = 0
+    compared: int = 0
+    changes: list[Change] = field(default_factory=list)
 
     @property
     def processed(self) -> int:
@@ -113,10 +136,12 @@ class Pipeline:
         batch_size: int = 200,
         dry_run: bool = False,
         clock: Clock = now_utc,
+        compare: Decider | None = None,
     ) -> None:
         self.database = database
         self.classifier = classifier
         self.decider = decider
+        self.compare = compare
         self.batch_size = batch_size
         self.dry_run = dry_run
         self.clock = clock
@@ -198,12 +223,19 @@ class Pipeline:
             updates.append(update)
 
         classifications = self._classify(session, prepared, stats)
+        traffic = self._traffic(session, prepared, classifications)
         effects: list[dict[str, object]] = []
         for item, classification in zip(prepared, classifications, strict=True):
             if classification is None:
                 continue
             try:
-                decision = self.decider.decide(item.mention, classification, item.contact)
+                decision = self.decider.decide(item.mention, classification, item.contact, traffic)
+                if self.compare is not None:
+                    other = self.compare.decide(item.mention, classification, item.contact, traffic)
+                    stats.compared += 1
+                    change = Change(item.mention.external_id, item.mention.text, decision, other)
+                    if change.fields:
+                        stats.changes.append(change)
             except Exception as exc:  # one mention's failure must not stop the others
                 self._fail(session, item.job, exc, stats)
                 continue
@@ -232,6 +264,24 @@ class Pipeline:
         if not self.dry_run:
             outbox.enqueue_all(session, effects, at=now)
         ingest.finish_jobs(session, done, at=now)
+
+    def _traffic(
+        self,
+        session: Session,
+        items: list[_Prepared],
+        classifications: list[Classification | None],
+    ) -> RecentTraffic | None:
+        """Similar mentions stored before this batch, and this batch's own, in the spike window."""
+        window = self.decider.spike_window
+        judged = [(i, c) for i, c in zip(items, classifications, strict=True) if c is not None]
+        if window is None or not judged:
+            return None
+        times = [item.mention.created_at for item, _ in judged]
+        earlier = recent.judged_between(session, min(times) - window, max(times))
+        traffic = RecentTraffic((at, key_of_json(data)) for at, data in earlier)
+        for item, classification in judged:
+            traffic.add(item.mention.created_at, similarity_key(classification))
+        return traffic
 
     def _classify(
         self, session: Session, items: list[_Prepared], stats: ProcessStats

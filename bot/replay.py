@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from bot.delivery import Deliverer, DeliveryStats
 from bot.errors import InputError
 from bot.models import Mention
-from bot.pipeline import Pipeline
+from bot.pipeline import Change, Pipeline
 from handlers.file_import import Record
 
 
@@ -24,6 +24,8 @@ class ReplayReport:
     routed: Counter[str] = field(default_factory=Counter)
     outbound_logged: int = 0
     failed: int = 0
+    compared: int = 0
+    changes: list[Change] = field(default_factory=list)
     delivery: DeliveryStats = field(default_factory=DeliveryStats)
 
 
@@ -55,6 +57,8 @@ def replay(
         report.routed.update(stats.routed)
         report.outbound_logged += stats.outbound_logged
         report.failed += stats.failed
+        report.compared += stats.compared
+        report.changes += stats.changes
         if deliverer is not None:
             deliverer.deliver_due(report.delivery)
         on_batch(report.stored)

@@ -179,6 +179,12 @@ def decision_to_json(value: Decision) -> dict[str, Any]:
         "channel": value.channel,
         "playbook": value.playbook,
         "reasons": _reasons(value.reasons),
+        "rule": value.rule,
+        "runner_up": value.runner_up,
+        "owner": value.owner,
+        "respond_by": _dt(value.respond_by),
+        "escalation": list(value.escalation),
+        "guidance": list(value.guidance),
     }
 
 
@@ -190,6 +196,12 @@ def decision_from_json(data: dict[str, Any]) -> Decision:
         channel=data["channel"],
         playbook=data.get("playbook"),
         reasons=_parse_reasons(data.get("reasons")),
+        rule=data.get("rule"),
+        runner_up=data.get("runner_up"),
+        owner=data.get("owner"),
+        respond_by=_parse_dt(data.get("respond_by")),
+        escalation=tuple(data.get("escalation") or ()),
+        guidance=tuple(data.get("guidance") or ()),
     )
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from bot.app import build
+from bot.app import build, build_decider
 from bot.config import load_settings
 from bot.delivery import Deliverer
 from bot.errors import PipelineError, RetryLater
@@ -25,7 +25,6 @@ from bot.pipeline import Pipeline
 from bot.replay import ReplayReport, replay
 from handlers.crm_import import read_crm_csv
 from handlers.file_import import read_file
-from playbooks.triage import TriageOnly
 from storage import contacts, status
 from storage.conversations import transition
 from storage.database import Database
@@ -143,7 +142,7 @@ def test_authors_resolve_to_crm_contacts(database: Database) -> None:
 
 
 def test_mentions_are_marked_unclassified_and_sent_to_triage(database: Database) -> None:
-    """With the classifier turned off and no playbooks, says so on every card instead of inventing labels."""
+    """With the classifier turned off, says so on every card instead of judging without labels."""
     sink = RecordingSink()
     _replay(database, FIXTURES / "replay" / "thread.jsonl", sink)
     for effect in sink.delivered:
@@ -151,7 +150,7 @@ def test_mentions_are_marked_unclassified_and_sent_to_triage(database: Database)
         assert effect.payload["classification"]["sentiment"] is None
         assert effect.payload["decision"]["action"] is None
         assert effect.payload["decision"]["channel"] == "#earful-triage"
-        assert effect.payload["decision"]["reasons"][0]["factor"] == "playbooks"
+        assert effect.payload["decision"]["reasons"][0]["factor"] == "classification"
     with database.transaction() as session:
         stored = session.scalars(
             select(InteractionRow.classification).where(InteractionRow.direction == "inbound")
@@ -190,7 +189,7 @@ def test_one_failing_mention_does_not_stop_the_others(database: Database) -> Non
     pipeline = Pipeline(
         database=database,
         classifier=FailsOnWord("Brakes"),
-        decider=TriageOnly(channel="#triage"),
+        decider=build_decider(load_settings({}, triage_channel="#triage")),
         batch_size=50,
         clock=lambda: NOW,
     )
