@@ -1,10 +1,15 @@
-"""Intent and risk flags on the hand-labelled customer tweets: accuracy, per-class and macro F1.
+"""Intent, risk flags and the default playbooks' respond decisions on the hand-labelled tweets.
 
     python benchmarks/intent_eval.py [--twcs ../shared/data/twcs/twcs_conversations.csv]
 
 Labels: tests/fixtures/intent/twcs_intent_labels.csv (ids and labels only; the texts are
 joined from the shared twcs file, whose licence keeps them out of the repo). The classifier
-never trains on this set. A tweet that replies to another is classified as a reply.
+never trains on this set, and the default playbooks were not tuned on it. A tweet that
+replies to another is classified as a reply.
+
+needs_response: recall is the share of tweets labelled ``true`` that the default playbooks
+decide to ``respond`` to; "false respond" is the share of ``respond`` decisions on tweets
+labelled ``false`` (and, beside it, the share of ``false`` tweets that got ``respond``).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bot.app import build_classifier
+from bot.app import build_classifier, build_decider
 from bot.config import load_settings
 from bot.models import Author, ContactSnapshot, Mention, Platform
 from classifiers.intent import INTENTS
@@ -61,7 +66,13 @@ def main() -> None:
         )
         for row in gold
     ]
-    results = build_classifier(load_settings()).classify(batch)
+    settings = load_settings()
+    results = build_classifier(settings).classify(batch)
+    decider = build_decider(settings)
+    decisions = [
+        decider.decide(mention, result, contact)
+        for (mention, contact), result in zip(batch, results, strict=True)
+    ]
     predicted = [r.intent.label if r.intent else "other" for r in results]
     truth = [row["intent"] for row in gold]
     accuracy = sum(p == t for p, t in zip(predicted, truth, strict=True)) / len(truth)
@@ -93,6 +104,22 @@ def main() -> None:
         print(
             f"  {flag:<9} n={tp + fn:<3} raised {tp + fp:<3} precision {precision:.3f}  recall {recall:.3f}"
         )
+    needs = [row["needs_response"] == "true" for row in gold]
+    respond = [d.action is not None and d.action.value == "respond" for d in decisions]
+    hits = sum(n and r for n, r in zip(needs, respond, strict=True))
+    false_respond = sum(r and not n for n, r in zip(needs, respond, strict=True))
+    print(
+        f"needs_response (default playbooks): {sum(needs)} true, {len(needs) - sum(needs)} false; "
+        f"recall as respond {hits / sum(needs):.3f}; "
+        f"false respond {false_respond / max(1, sum(respond)):.3f} of {sum(respond)} respond "
+        f"decisions ({false_respond} of {len(needs) - sum(needs)} false tweets)"
+    )
+    missed = Counter(
+        f"{d.playbook}/{d.rule}"
+        for n, r, d in zip(needs, respond, decisions, strict=True)
+        if n and not r
+    )
+    print("  missed by rule:", ", ".join(f"{k} {v}" for k, v in missed.most_common(6)))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.config import Settings
 from bot.delivery import Deliverer, Sink
@@ -15,6 +16,10 @@ from classifiers.unclassified import Unclassified
 from playbooks.engine import PlaybookDecider
 from playbooks.loader import load_playbooks
 from storage.database import Database
+
+if TYPE_CHECKING:
+    from classifiers.text_model import MiniLMModel
+    from playbooks.suggest import Suggester
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,35 +39,36 @@ def open_database(settings: Settings) -> Database:
     return database
 
 
-def build_classifier(settings: Settings) -> Classifier:
+def build_embedder(settings: Settings) -> MiniLMModel:
+    """The shipped encoder (sentiment and sentence embedding); loads on first use."""
+    from classifiers.text_model import BUNDLED_SENTIMENT
+
+    return _minilm(settings, BUNDLED_SENTIMENT)
+
+
+def _minilm(settings: Settings, directory: Path) -> MiniLMModel:
+    from classifiers.text_model import MiniLMModel
+
+    return MiniLMModel(
+        directory=directory, batch_size=settings.model_batch_size, threads=settings.model_threads
+    )
+
+
+def build_classifier(settings: Settings, *, embedder: MiniLMModel | None = None) -> Classifier:
     """The configured classifier; models load on the first batch, not here."""
     if settings.classifier == "none":
         return Unclassified()
     from classifiers.intent import IntentHead
     from classifiers.language import LanguageDetector
     from classifiers.suite import ClassifierSuite
-    from classifiers.text_model import (
-        BUNDLED_SENTIMENT,
-        META_FILE,
-        HubSentimentModel,
-        MiniLMModel,
-        TextModel,
-        parse_label_map,
-    )
+    from classifiers.text_model import META_FILE, HubSentimentModel, TextModel, parse_label_map
 
-    def minilm(directory: Path) -> MiniLMModel:
-        return MiniLMModel(
-            directory=directory,
-            batch_size=settings.model_batch_size,
-            threads=settings.model_threads,
-        )
-
-    shipped = minilm(BUNDLED_SENTIMENT)
+    shipped = embedder or build_embedder(settings)
     text_model: TextModel = shipped
     choice = settings.sentiment_model
     if choice != "bundled":
         if (Path(choice) / META_FILE).is_file():
-            text_model = minilm(Path(choice))
+            text_model = _minilm(settings, Path(choice))
         elif not settings.sentiment_labels:
             raise ConfigError(
                 f"sentiment model {choice!r} needs EARFUL_SENTIMENT_LABELS, e.g. "
@@ -73,6 +79,22 @@ def build_classifier(settings: Settings) -> Classifier:
                 model=choice, label_map=parse_label_map(settings.sentiment_labels), embedder=shipped
             )
     return ClassifierSuite(text_model=text_model, intent=IntentHead(), language=LanguageDetector())
+
+
+def build_suggester(
+    settings: Settings, decider: PlaybookDecider, *, embedder: MiniLMModel
+) -> Suggester | None:
+    """Suggested replies from the playbooks' templates and past replies; None without models."""
+    if settings.classifier == "none":
+        return None
+    from playbooks.suggest import Suggester, load_bundled
+
+    return Suggester(
+        embed=embedder.embed,
+        slots=decider.set.settings.slots,
+        templates=decider.templates,
+        past=load_bundled(),
+    )
 
 
 def build_decider(settings: Settings) -> PlaybookDecider:
@@ -97,13 +119,15 @@ def build(
     decider = build_decider(settings)
     other = build_decider(settings.model_copy(update={"playbooks": compare})) if compare else None
     database = database or open_database(settings)
+    embedder = build_embedder(settings)
     pipeline = Pipeline(
         database=database,
-        classifier=build_classifier(settings),
+        classifier=build_classifier(settings, embedder=embedder),
         decider=decider,
         batch_size=settings.batch_size,
         dry_run=dry_run,
         compare=other,
+        suggester=build_suggester(settings, decider, embedder=embedder),
     )
     sinks: Mapping[str, Sink] = {CARD_EFFECT: card_sink}
     deliverer = Deliverer(database=database, sinks=sinks)

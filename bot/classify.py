@@ -6,11 +6,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from bot.models import ContactSnapshot, Mention
+from bot.models import ContactSnapshot, Mention, Suggestion
 from classifiers.base import Classifier
 from handlers.file_import import Record
 from playbooks.base import Decider
-from storage import contacts
+from playbooks.suggest import PastReply, Suggester
+from storage import contacts, replies
 from storage.codec import classification_to_json, decision_to_json
 from storage.database import Database
 
@@ -23,7 +24,9 @@ class Output:
     error: bool = False
 
 
-def _judged(mention: Mention, classification: Any, decision: Any) -> dict[str, Any]:
+def _judged(
+    mention: Mention, classification: Any, decision: Any, suggestions: tuple[Suggestion, ...]
+) -> dict[str, Any]:
     labels = classification_to_json(classification)
     verdict = decision_to_json(decision)
     return {
@@ -39,7 +42,9 @@ def _judged(mention: Mention, classification: Any, decision: Any) -> dict[str, A
         "reasons": verdict["reasons"],
         "channel": verdict["channel"],
         "playbook": verdict["playbook"],
-        "suggestions": [],
+        "suggestions": [
+            {"text": s.text, "source": s.source, "score": s.score} for s in suggestions
+        ],
     }
 
 
@@ -50,9 +55,14 @@ def classify_records(
     classifier: Classifier,
     decider: Decider,
     batch_size: int,
+    suggester: Suggester | None = None,
 ) -> Iterator[Output]:
     """Judge each record in input order; a bad record yields an error line in its place."""
     pending: list[Record] = []
+    if suggester is not None:
+        with database.transaction() as session:
+            history = replies.past_replies(session)
+        suggester.add_past([PastReply(c, r, "history", i) for c, r, i in history])
 
     def flush() -> Iterator[Output]:
         mentions = [r.mention for r in pending if r.mention is not None]
@@ -61,16 +71,23 @@ def classify_records(
             history = contacts.snapshots(session, ids)
         known = [history.get(cid) if cid is not None else None for cid in ids]
         snapshots = [snap or ContactSnapshot(contact_id=None) for snap in known]
-        results = iter(classifier.classify(list(zip(mentions, snapshots, strict=True))))
-        snaps = iter(snapshots)
+        classifications = classifier.classify(list(zip(mentions, snapshots, strict=True)))
+        decisions = [
+            decider.decide(mention, classification, snapshot)
+            for mention, classification, snapshot in zip(
+                mentions, classifications, snapshots, strict=True
+            )
+        ]
+        judged = list(zip(mentions, snapshots, classifications, decisions, strict=True))
+        suggested = suggester.suggest(judged) if suggester else [() for _ in judged]
+        results = iter(zip(classifications, decisions, suggested, strict=True))
         for record in pending:
             if record.mention is None:
                 assert record.error is not None  # noqa: S101 - a record has one or the other
                 yield Output({"line": record.line, "error": str(record.error)}, error=True)
                 continue
-            classification = next(results)
-            decision = decider.decide(record.mention, classification, next(snaps))
-            yield Output(_judged(record.mention, classification, decision))
+            classification, decision, suggestions = next(results)
+            yield Output(_judged(record.mention, classification, decision, suggestions))
         pending.clear()
 
     for record in records:

@@ -17,7 +17,14 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from bot.app import build, build_classifier, build_decider, open_database
+from bot.app import (
+    build,
+    build_classifier,
+    build_decider,
+    build_embedder,
+    build_suggester,
+    open_database,
+)
 from bot.classify import classify_records
 from bot.config import Settings, load_settings
 from bot.console import ConsoleCards
@@ -85,7 +92,7 @@ def _errors() -> Iterator[None]:
     try:
         yield
     except EarfulError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 
@@ -294,7 +301,11 @@ def _print_comparison(report: ReplayReport, current: Path | None, other: Path) -
             if (_describe(c.before), _describe(c.after)) == (before, after)
         )
         text = example.text if len(example.text) <= 100 else example.text[:99] + "…"
-        out.print(f"{count:>5} × {before}  →  {after}\n        e.g. {example.external_id}: {text}")
+        out.print(
+            f"{count:>5} × {before}  →  {after}\n        e.g. {example.external_id}: {text}",
+            soft_wrap=True,
+            highlight=False,
+        )
 
 
 @app.command("replay")
@@ -368,7 +379,10 @@ def classify_command(
     with _errors():
         settings = _settings(database, playbooks)
         db = open_database(settings)
-        classifier, decider = build_classifier(settings), build_decider(settings)
+        embedder = build_embedder(settings)
+        classifier = build_classifier(settings, embedder=embedder)
+        decider = build_decider(settings)
+        suggester = build_suggester(settings, decider, embedder=embedder)
         name = "stdin" if source == "-" else Path(source).name
         stream = sys.stdin.buffer if source == "-" else _open_input(Path(source)).open("rb")
         reader = read_text_lines if text else read_jsonl
@@ -392,6 +406,7 @@ def classify_command(
                     database=db,
                     classifier=classifier,
                     decider=decider,
+                    suggester=suggester,
                     batch_size=settings.model_batch_size * 4,
                 ):
                     sink.write(json.dumps(output.line, ensure_ascii=False) + "\n")

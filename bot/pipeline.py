@@ -28,12 +28,14 @@ from bot.models import (
     Interaction,
     Mention,
     Platform,
+    Suggestion,
     now_utc,
 )
 from bot.traffic import RecentTraffic, key_of_json, similarity_key
 from classifiers.base import Classifier
 from playbooks.base import Decider
-from storage import contacts, conversations, ingest, outbox, recent
+from playbooks.suggest import PastReply, Suggester
+from storage import contacts, conversations, ingest, outbox, recent, replies
 from storage.codec import (
     author_from_json,
     classification_to_json,
@@ -137,11 +139,14 @@ class Pipeline:
         dry_run: bool = False,
         clock: Clock = now_utc,
         compare: Decider | None = None,
+        suggester: Suggester | None = None,
     ) -> None:
         self.database = database
         self.classifier = classifier
         self.decider = decider
         self.compare = compare
+        self.suggester = suggester
+        self._history_read = False
         self.batch_size = batch_size
         self.dry_run = dry_run
         self.clock = clock
@@ -221,10 +226,17 @@ class Pipeline:
                 snapshot = _with_earlier(history, customer, seen)
                 prepared.append(_Prepared(job, update, mention, snapshot, thread.id))
             updates.append(update)
+        # Threads and contacts first: the suggester reads this batch's replies in their threads.
+        session.execute(update_rows(InteractionRow), updates)
+        outbound_ids = [
+            job.interaction_id
+            for job, mention in zip(jobs, mentions, strict=True)
+            if mention.direction == Direction.OUTBOUND
+        ]
 
         classifications = self._classify(session, prepared, stats)
         traffic = self._traffic(session, prepared, classifications)
-        effects: list[dict[str, object]] = []
+        judged: list[tuple[_Prepared, Classification, Decision]] = []
         for item, classification in zip(prepared, classifications, strict=True):
             if classification is None:
                 continue
@@ -239,6 +251,11 @@ class Pipeline:
             except Exception as exc:  # one mention's failure must not stop the others
                 self._fail(session, item.job, exc, stats)
                 continue
+            judged.append((item, classification, decision))
+
+        suggestions = self._suggest(session, judged, outbound_ids)
+        effects: list[dict[str, object]] = []
+        for (item, classification, decision), suggested in zip(judged, suggestions, strict=True):
             routed = Interaction(
                 id=item.job.interaction_id,
                 mention=item.mention,
@@ -246,6 +263,7 @@ class Pipeline:
                 contact=item.contact,
                 classification=classification,
                 decision=decision,
+                suggestions=suggested,
             )
             item.update["classification"] = classification_to_json(classification)
             item.update["decision"] = decision_to_json(decision)
@@ -260,10 +278,32 @@ class Pipeline:
             stats.routed[decision.channel] += 1
             done.append(item.job.job_id)
 
-        session.execute(update_rows(InteractionRow), updates)
+        if judged:
+            session.execute(update_rows(InteractionRow), [item.update for item, _, _ in judged])
         if not self.dry_run:
             outbox.enqueue_all(session, effects, at=now)
         ingest.finish_jobs(session, done, at=now)
+
+    def _suggest(
+        self,
+        session: Session,
+        judged: list[tuple[_Prepared, Classification, Decision]],
+        outbound_ids: list[int],
+    ) -> list[tuple[Suggestion, ...]]:
+        """Replies to suggest; the suggester learns the history, then this batch's replies."""
+        if self.suggester is None:
+            return [() for _ in judged]
+        if not self._history_read:
+            pairs = replies.past_replies(session)  # the whole history, this batch's included
+            self._history_read = True
+        else:
+            pairs = replies.past_replies(session, ids=outbound_ids) if outbound_ids else []
+        try:
+            self.suggester.add_past([PastReply(c, r, "history", i) for c, r, i in pairs])
+            return self.suggester.suggest([(i.mention, i.contact, c, d) for i, c, d in judged])
+        except Exception:  # a card without suggestions beats no card
+            log.exception("suggested replies failed for a batch of %d", len(judged))
+            return [() for _ in judged]
 
     def _traffic(
         self,

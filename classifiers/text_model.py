@@ -81,6 +81,8 @@ class MiniLMModel:
         self.threads = threads
         self._loaded: tuple[Any, Any, int] | None = None
         self._lock = threading.Lock()
+        # Embeddings of the last batch, so the suggester reuses the classifier's encoder pass.
+        self._recent: dict[str, np.ndarray] = {}
 
     def _model(self) -> tuple[Any, Any, int]:
         with self._lock:
@@ -111,6 +113,19 @@ class MiniLMModel:
 
     def run(self, texts: Sequence[str]) -> TextOutput:
         """Sentiment and embeddings for ``texts``."""
+        output = self._infer(texts)
+        self._recent = dict(zip(texts, output.embeddings, strict=True))
+        return output
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """L2-normalised embeddings; texts of the last batch run are not encoded again."""
+        missing = [t for t in dict.fromkeys(texts) if t not in self._recent]
+        fresh = dict(zip(missing, self._infer(missing).embeddings, strict=True)) if missing else {}
+        _, _, dim = self._model()
+        vectors = [fresh[t] if t in fresh else self._recent[t] for t in texts]
+        return np.stack(vectors) if vectors else np.zeros((0, dim), dtype=np.float32)
+
+    def _infer(self, texts: Sequence[str]) -> TextOutput:
         tokenizer, session, dim = self._model()
         encodings = tokenizer.encode_batch([text or "." for text in texts])
         probs = np.zeros((len(texts), len(SENTIMENT_LABELS)), dtype=np.float32)

@@ -57,7 +57,7 @@ def _parse(path: Path) -> tuple[Any, dict[tuple[Any, ...], int]]:
     try:
         node = loader.get_single_node()
         if node is None:
-            raise PlaybookError(f"{path}:1", "the file is empty")
+            return None, {}
         lines: dict[tuple[Any, ...], int] = {}
         try:
             _lines(node, (), lines)
@@ -77,6 +77,11 @@ def _parse(path: Path) -> tuple[Any, dict[tuple[Any, ...], int]]:
 
 def _validate(model: type[_Model], path: Path) -> _Model:
     data, lines = _parse(path)
+    if data is None:
+        if model is SetSettings:  # a settings file with every line commented out
+            data = {}
+        else:
+            raise PlaybookError(f"{path}:1", "the file is empty")
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -67,11 +67,29 @@ class Range(_Strict):
         return (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
 
 
+def _clock(value: object) -> object:
+    """``"18:00"`` → 18:00. YAML 1.1 reads an unquoted 18:00 as the number 1080: undo that."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 24 * 60:
+        return time(value // 60, value % 60)
+    if isinstance(value, str):
+        try:
+            parsed = time.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(f"{value!r} is not a time of day such as 18:00") from None
+        if parsed.tzinfo is not None:
+            raise ValueError("give the time without a zone; the set's timezone applies")
+        return parsed
+    raise ValueError(f"{value!r} is not a time of day such as 18:00")
+
+
+Clock = Annotated[time, BeforeValidator(_clock)]
+
+
 class Hours(_Strict):
     """A time-of-day window in the set's time zone; it may wrap midnight (18:00–08:00)."""
 
-    start: time = Field(alias="from")
-    end: time = Field(alias="to")
+    start: Clock = Field(alias="from")
+    end: Clock = Field(alias="to")
 
     def holds(self, moment: time) -> bool:
         """True when ``moment`` falls in the window."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -165,3 +166,62 @@ def test_replay_killed_halfway_loses_and_doubles_nothing(
     assert jobs == {"done": len(unique)}
     assert tuple(effects) == (len(unique), len(unique), len(unique))
     assert per_interaction == len(unique)
+
+
+def test_replay_compare_shows_how_other_playbooks_would_route(
+    earful: Earful, env: dict[str, str], tmp_path: Path
+) -> None:
+    """Counts the mentions whose channel changes under another playbook set, with an example."""
+    from playbooks.loader import bundled_directory
+
+    other = tmp_path / "other"
+    other.mkdir()
+    for path in bundled_directory().glob("*.yaml"):
+        text = path.read_text(encoding="utf-8")
+        if path.name == "60-sales.yaml":
+            text = text.replace('channel: "#sales"', 'channel: "#sales-emea"')
+        (other / path.name).write_text(text, encoding="utf-8")
+    dump = tmp_path / "dump.jsonl"
+    lines = [
+        {
+            "id": "1",
+            "text": "How much is the premium plan? I want to buy it today",
+            "platform": "x",
+        },
+        {
+            "id": "2",
+            "text": "Is the family plan available in Canada? Looking to upgrade",
+            "platform": "x",
+        },
+        {"id": "3", "text": "my order arrived broken and nobody answers", "platform": "x"},
+    ]
+    dump.write_text("\n".join(json.dumps(line) for line in lines) + "\n", encoding="utf-8")
+    result = earful("replay", str(dump), "--dry-run", "--compare", str(other), env=env)
+    assert result.returncode == 0, result.stderr
+    assert "3 mentions judged by both" in result.stdout
+    assert (
+        "× respond P3 #sales (sales/buying question)  →  respond P3 #sales-emea "
+        "(sales/buying question)\n        e.g. 1: How much is the premium plan?" in result.stdout
+    )
+    channel_row = re.search(r"│ channel\s+│\s+(\d+) │", result.stdout)
+    assert channel_row is not None
+    assert int(channel_row.group(1)) >= 1
+    again = earful("replay", str(dump), "--dry-run", "--compare", str(other), env=env)
+    assert "nothing was compared" in again.stderr  # all stored before: says how to compare
+
+
+def test_invalid_playbook_stops_start_up_with_file_and_line(
+    earful: Earful, env: dict[str, str], tmp_path: Path
+) -> None:
+    """Refuses to start on a bad playbook file, naming the file, the line and the reason."""
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "10-mine.yaml").write_text(
+        "name: mine\nchannel: '#care'\nrules:\n  - name: r\n    when: {intent: [complain]}\n"
+        "    then: {action: respond, priority: P2}\n",
+        encoding="utf-8",
+    )
+    result = earful("classify", "--text", "--playbooks", str(bad), env=env, stdin="hello\n")
+    assert result.returncode == 2
+    assert "10-mine.yaml:5" in result.stderr
+    assert "'complain' is not one of" in result.stderr

@@ -1,0 +1,48 @@
+"""Replies agents sent, with the customer message each answered: the suggester's memory."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, aliased
+
+from storage.schema import InteractionRow
+
+
+def past_replies(
+    session: Session, *, ids: Sequence[int] | None = None, limit: int = 20_000
+) -> list[tuple[str, str, str | None]]:
+    """(customer message, agent reply, intent of the message), newest first; only ``ids`` if given.
+
+    The customer message is the latest inbound message of the same conversation before the
+    reply.
+    """
+    reply = aliased(InteractionRow)
+    inbound = aliased(InteractionRow)
+    earlier = aliased(InteractionRow)
+    latest_before = (
+        select(earlier.id)
+        .where(
+            earlier.conversation_id == reply.conversation_id,
+            earlier.direction == "inbound",
+            earlier.created_at <= reply.created_at,
+        )
+        .order_by(earlier.created_at.desc(), earlier.id.desc())
+        .limit(1)
+        .correlate(reply)
+        .scalar_subquery()
+    )
+    query = (
+        select(inbound.text, inbound.classification, reply.text)
+        .select_from(reply)
+        .join(inbound, inbound.id == latest_before)
+        .where(reply.direction == "outbound", reply.conversation_id.is_not(None))
+    )
+    if ids is not None:
+        query = query.where(reply.id.in_(ids))
+    rows = session.execute(query.order_by(reply.created_at.desc()).limit(limit))
+    return [
+        (customer, text, ((judged or {}).get("intent") or {}).get("label"))
+        for customer, judged, text in rows
+    ]
