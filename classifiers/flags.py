@@ -328,17 +328,20 @@ PATTERNS: Mapping[str, tuple[str, ...]] = {
     ),
 }
 
+# Patterns are lower case and matched against the lower-cased text: twice as fast as IGNORECASE.
 _COMPILED = {
-    flag: re.compile(r"(?<!\w)(?:" + "|".join(patterns) + r")(?!\w)", re.IGNORECASE)
+    flag: re.compile(r"(?<!\w)(?:" + "|".join(patterns) + r")(?!\w)")
     for flag, patterns in PATTERNS.items()
 }
 
 
 def risk_flags(text: str) -> dict[str, str]:
     """Each flag raised by ``text``, with the phrase that raised it."""
+    lowered = text.lower()
+    same_length = len(lowered) == len(text)  # a few characters change length when lowered
     found: dict[str, str] = {}
     for flag, pattern in _COMPILED.items():
-        match = pattern.search(text)
+        match = pattern.search(lowered)
         if match:
-            found[flag] = match.group(0)
+            found[flag] = text[match.start() : match.end()] if same_length else match.group(0)
     return found

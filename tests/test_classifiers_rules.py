@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
@@ -229,3 +230,11 @@ def test_risk_flags(text: str, flags: set[str]) -> None:
 def test_language(text: str, code: str) -> None:
     """Names the language of a sentence, and says undetermined for a word or emoji alone."""
     assert LanguageDetector().detect(text)[0] == code
+
+
+def test_flag_patterns_are_lower_case() -> None:
+    """Keeps every flag pattern lower case, since they are matched against lower-cased text."""
+    from classifiers.flags import PATTERNS
+
+    upper = [p for patterns in PATTERNS.values() for p in patterns if re.search(r"[A-Z]", p)]
+    assert upper == []
