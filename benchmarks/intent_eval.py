@@ -24,10 +24,10 @@ from pathlib import Path
 from bot.app import build_classifier, build_decider
 from bot.config import load_settings
 from bot.models import Author, ContactSnapshot, Mention, Platform
+from classifiers.flags import FLAGS
 from classifiers.intent import INTENTS
 
 LABELS = Path(__file__).parents[1] / "tests" / "fixtures" / "intent" / "twcs_intent_labels.csv"
-FLAGS = ("legal", "safety", "security", "outage", "press", "abuse")
 
 
 def prf(tp: int, fp: int, fn: int) -> tuple[float, float, float]:

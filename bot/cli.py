@@ -32,6 +32,7 @@ from bot.delivery import Sink
 from bot.errors import EarfulError, InputError
 from bot.logs import configure_logging
 from bot.models import Decision, now_utc
+from bot.pipeline import Change
 from bot.replay import ReplayReport, replay
 from handlers.crm_import import read_crm_csv
 from handlers.file_import import parse_column_map, read_file, read_jsonl, read_text_lines
@@ -293,13 +294,14 @@ def _print_comparison(report: ReplayReport, current: Path | None, other: Path) -
     ):
         table.add_row(label, f"{count:,}", f"{count / report.compared:.1%}")
     out.print(table)
-    moves = Counter((_describe(c.before), _describe(c.after)) for c in report.changes)
+    moves: Counter[tuple[str, str]] = Counter()
+    examples: dict[tuple[str, str], Change] = {}
+    for change in report.changes:
+        move = (_describe(change.before), _describe(change.after))
+        moves[move] += 1
+        examples.setdefault(move, change)
     for (before, after), count in moves.most_common(10):
-        example = next(
-            c
-            for c in report.changes
-            if (_describe(c.before), _describe(c.after)) == (before, after)
-        )
+        example = examples[before, after]
         text = example.text if len(example.text) <= 100 else example.text[:99] + "…"
         out.print(
             f"{count:>5} × {before}  →  {after}\n        e.g. {example.external_id}: {text}",

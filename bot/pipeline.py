@@ -31,13 +31,14 @@ from bot.models import (
     Suggestion,
     now_utc,
 )
-from bot.traffic import RecentTraffic, key_of_json, similarity_key
+from bot.traffic import RecentTraffic, similarity_key
 from classifiers.base import Classifier
 from playbooks.base import Decider
 from playbooks.suggest import PastReply, Suggester
 from storage import contacts, conversations, ingest, outbox, recent, replies
 from storage.codec import (
     author_from_json,
+    classification_from_json,
     classification_to_json,
     decision_to_json,
     interaction_to_json,
@@ -318,7 +319,9 @@ class Pipeline:
             return None
         times = [item.mention.created_at for item, _ in judged]
         earlier = recent.judged_between(session, min(times) - window, max(times))
-        traffic = RecentTraffic((at, key_of_json(data)) for at, data in earlier)
+        traffic = RecentTraffic(
+            (at, similarity_key(classification_from_json(data))) for at, data in earlier
+        )
         for item, classification in judged:
             traffic.add(item.mention.created_at, similarity_key(classification))
         return traffic

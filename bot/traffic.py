@@ -10,7 +10,6 @@ import bisect
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
 
 from bot.models import Classification, Mention
 
@@ -22,16 +21,6 @@ def similarity_key(classification: Classification) -> str | None:
     if classification.flags:
         return "flags:" + ",".join(sorted(classification.flags))
     return f"intent:{classification.intent.label}" if classification.intent else None
-
-
-def key_of_json(data: dict[str, Any]) -> str | None:
-    """:func:`similarity_key` of a stored classification."""
-    if not data.get("classified"):
-        return None
-    if data.get("flags"):
-        return "flags:" + ",".join(sorted(data["flags"]))
-    intent = data.get("intent")
-    return f"intent:{intent['label']}" if intent else None
 
 
 class RecentTraffic:

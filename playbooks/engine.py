@@ -17,12 +17,22 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from bot.models import Action, Classification, ContactSnapshot, Decision, Mention, Priority, Reason
+from bot.models import (
+    Action,
+    Classification,
+    ContactSnapshot,
+    Decision,
+    Mention,
+    Platform,
+    Priority,
+    Reason,
+)
 from playbooks.base import Traffic
 from playbooks.loader import PlaybookSet
-from playbooks.schema import Playbook, Rule, Template, When
+from playbooks.schema import Hours, Playbook, Range, Rule, Spike, Template, When
 
 
 class NoTraffic:
@@ -42,178 +52,162 @@ def _any_of(factor: str, allowed: list[str], value: str | None, shown: str | Non
     return Reason(factor, shown or value, f"is {' or '.join(allowed)}")
 
 
-def _checks(when: When, zone: ZoneInfo) -> list[Check]:  # noqa: C901 - one branch per field
-    """One small function per condition; each returns the reason it held, or None."""
-    checks: list[Check] = []
-    if when.sentiment is not None:
-        allowed_sentiment = when.sentiment
-        checks.append(
-            lambda m, c, k, t: _any_of(
-                "sentiment",
-                allowed_sentiment,
-                c.sentiment.label if c.sentiment else None,
-                f"{c.sentiment.label} {c.sentiment.score:.2f}" if c.sentiment else None,
-            )
-        )
-    if when.sentiment_score is not None:
-        sentiment_range = when.sentiment_score
-        checks.append(
-            lambda m, c, k, t: (
-                Reason("sentiment confidence", f"{c.sentiment.score:.2f}", "in range")
-                if c.sentiment and sentiment_range.holds(c.sentiment.score)
-                else None
-            )
-        )
-    if when.intent is not None:
-        allowed_intent = when.intent
-        checks.append(
-            lambda m, c, k, t: _any_of(
-                "intent",
-                allowed_intent,
-                c.intent.label if c.intent else None,
-                f"{c.intent.label} {c.intent.score:.2f}" if c.intent else None,
-            )
-        )
-    if when.intent_score is not None:
-        intent_range = when.intent_score
-        checks.append(
-            lambda m, c, k, t: (
-                Reason("intent confidence", f"{c.intent.score:.2f}", "in range")
-                if c.intent and intent_range.holds(c.intent.score)
-                else None
-            )
-        )
-    if when.flags is not None:
-        wanted = set(when.flags)
-        checks.append(
-            lambda m, c, k, t: (
-                Reason("risk flags", ", ".join(sorted(wanted & set(c.flags))), "raised")
-                if wanted & set(c.flags)
-                else None
-            )
-        )
-    if when.influence_tier is not None:
-        tiers = when.influence_tier
-        checks.append(
-            lambda m, c, k, t: _any_of(
-                "influence",
-                tiers,
-                c.influence.tier if c.influence else None,
-                f"{c.influence.tier} ({c.influence.score})" if c.influence else None,
-            )
-        )
-    if when.influence_score is not None:
-        influence_range = when.influence_score
-        checks.append(
-            lambda m, c, k, t: (
-                Reason("influence score", str(c.influence.score), "in range")
-                if c.influence
-                and c.influence.score is not None
-                and influence_range.holds(c.influence.score)
-                else None
-            )
-        )
-    if when.value_tier is not None:
-        value_tiers = when.value_tier
-        checks.append(
-            lambda m, c, k, t: _any_of(
-                "customer value",
-                value_tiers,
-                c.value.tier if c.value else None,
-                f"{c.value.tier} ({c.value.score})" if c.value else None,
-            )
-        )
-    if when.value_score is not None:
-        value_range = when.value_score
-        checks.append(
-            lambda m, c, k, t: (
-                Reason("customer value score", str(c.value.score), "in range")
-                if c.value and c.value.score is not None and value_range.holds(c.value.score)
-                else None
-            )
-        )
-    if when.deviation is not None:
-        want_deviation = when.deviation
-        checks.append(
-            lambda m, c, k, t: (
-                Reason(
-                    "deviation", (c.value.deviation if c.value else None) or "none", "from baseline"
-                )
-                if bool(c.value and c.value.deviation) == want_deviation
-                else None
-            )
-        )
-    if when.platform is not None:
-        platforms = {p.value for p in when.platform}
-        checks.append(
-            lambda m, c, k, t: (
-                Reason("platform", m.platform.value, "listed")
-                if m.platform.value in platforms
-                else None
-            )
-        )
-    if when.language is not None:
-        languages = when.language
-        checks.append(lambda m, c, k, t: _any_of("language", languages, c.language, None))
-    if when.keywords is not None:
-        pattern = re.compile(
-            r"(?<!\w)(?:" + "|".join(re.escape(w) for w in when.keywords) + r")(?!\w)",
-            re.IGNORECASE,
-        )
-        checks.append(
-            lambda m, c, k, t: (
-                Reason("keyword", f'"{found.group(0)}"', "in the text")
-                if (found := pattern.search(m.text))
-                else None
-            )
-        )
-    if when.known_contact is not None:
-        want_known = when.known_contact
-        checks.append(
-            lambda m, c, k, t: (
-                Reason("contact", "known" if k.from_crm else "not in the CRM", "as required")
-                if k.from_crm == want_known
-                else None
-            )
-        )
-    if when.in_thread is not None:
-        want_thread = when.in_thread
-        checks.append(
-            lambda m, c, k, t: (
-                Reason(
-                    "thread",
-                    "reply in a thread" if m.in_reply_to else "first message",
-                    "as required",
-                )
-                if (m.in_reply_to is not None) == want_thread
-                else None
-            )
-        )
-    if when.hours is not None:
-        hours = when.hours
-        checks.append(
-            lambda m, c, k, t: (
-                Reason(
-                    "time of day",
-                    m.created_at.astimezone(zone).strftime("%H:%M %Z"),
-                    "in the window",
-                )
-                if hours.holds(m.created_at.astimezone(zone).time())
-                else None
-            )
-        )
-    if when.spike is not None:
-        spike = when.spike
-        checks.append(
-            lambda m, c, k, t: (
-                Reason(
-                    "volume", f"{n} similar in {_human(spike.within)}", f"at least {spike.count}"
-                )
-                if (n := t.similar(m, c, spike.within)) >= spike.count
-                else None
-            )
-        )
-    return checks
+def _labels(
+    factor: str,
+    label: Callable[[Classification], str | None],
+    shown: Callable[[Classification], str | None] = lambda c: None,
+) -> Callable[[list[str], ZoneInfo], Check]:
+    """A condition that holds when a label of the classification is one of those listed."""
+
+    def build(allowed: list[str], zone: ZoneInfo) -> Check:
+        return lambda m, c, k, t: _any_of(factor, allowed, label(c), shown(c))
+
+    return build
+
+
+def _range(
+    factor: str, number: Callable[[Classification], float | None], shown: str = "{}"
+) -> Callable[[Range, ZoneInfo], Check]:
+    """A condition that holds when a score of the classification lies in the range."""
+
+    def build(bounds: Range, zone: ZoneInfo) -> Check:
+        def check(m: Mention, c: Classification, k: ContactSnapshot, t: Traffic) -> Reason | None:
+            value = number(c)
+            if value is None or not bounds.holds(value):
+                return None
+            return Reason(factor, shown.format(value), "in range")
+
+        return check
+
+    return build
+
+
+def _flags(flags: list[str], zone: ZoneInfo) -> Check:
+    wanted = set(flags)
+
+    def check(m: Mention, c: Classification, k: ContactSnapshot, t: Traffic) -> Reason | None:
+        raised = wanted.intersection(c.flags)
+        return Reason("risk flags", ", ".join(sorted(raised)), "raised") if raised else None
+
+    return check
+
+
+def _deviation(wanted: bool, zone: ZoneInfo) -> Check:
+    def check(m: Mention, c: Classification, k: ContactSnapshot, t: Traffic) -> Reason | None:
+        deviation = c.value.deviation if c.value else None
+        if bool(deviation) != wanted:
+            return None
+        return Reason("deviation", deviation or "none", "from baseline")
+
+    return check
+
+
+def _platform(platforms: list[Platform], zone: ZoneInfo) -> Check:
+    listed = {p.value for p in platforms}
+    return lambda m, c, k, t: (
+        Reason("platform", m.platform.value, "listed") if m.platform.value in listed else None
+    )
+
+
+def _keywords(words: list[str], zone: ZoneInfo) -> Check:
+    pattern = re.compile(
+        r"(?<!\w)(?:" + "|".join(re.escape(w) for w in words) + r")(?!\w)", re.IGNORECASE
+    )
+    return lambda m, c, k, t: (
+        Reason("keyword", f'"{found.group(0)}"', "in the text")
+        if (found := pattern.search(m.text))
+        else None
+    )
+
+
+def _known_contact(wanted: bool, zone: ZoneInfo) -> Check:
+    return lambda m, c, k, t: (
+        Reason("contact", "known" if k.from_crm else "not in the CRM", "as required")
+        if k.from_crm == wanted
+        else None
+    )
+
+
+def _in_thread(wanted: bool, zone: ZoneInfo) -> Check:
+    return lambda m, c, k, t: (
+        Reason("thread", "reply in a thread" if m.in_reply_to else "first message", "as required")
+        if (m.in_reply_to is not None) == wanted
+        else None
+    )
+
+
+def _hours(hours: Hours, zone: ZoneInfo) -> Check:
+    def check(m: Mention, c: Classification, k: ContactSnapshot, t: Traffic) -> Reason | None:
+        local = m.created_at.astimezone(zone)
+        if not hours.holds(local.time()):
+            return None
+        return Reason("time of day", local.strftime("%H:%M %Z"), "in the window")
+
+    return check
+
+
+def _spike(spike: Spike, zone: ZoneInfo) -> Check:
+    def check(m: Mention, c: Classification, k: ContactSnapshot, t: Traffic) -> Reason | None:
+        n = t.similar(m, c, spike.within)
+        if n < spike.count:
+            return None
+        return Reason("volume", f"{n} similar in {_human(spike.within)}", f"at least {spike.count}")
+
+    return check
+
+
+# One builder per `When` field: its value (and the set's time zone) → a check that returns the
+# reason it held, or None.
+_BUILDERS: dict[str, Callable[[Any, ZoneInfo], Check]] = {
+    "sentiment": _labels(
+        "sentiment",
+        lambda c: c.sentiment.label if c.sentiment else None,
+        lambda c: f"{c.sentiment.label} {c.sentiment.score:.2f}" if c.sentiment else None,
+    ),
+    "sentiment_score": _range(
+        "sentiment confidence", lambda c: c.sentiment.score if c.sentiment else None, "{:.2f}"
+    ),
+    "intent": _labels(
+        "intent",
+        lambda c: c.intent.label if c.intent else None,
+        lambda c: f"{c.intent.label} {c.intent.score:.2f}" if c.intent else None,
+    ),
+    "intent_score": _range(
+        "intent confidence", lambda c: c.intent.score if c.intent else None, "{:.2f}"
+    ),
+    "flags": _flags,
+    "influence_tier": _labels(
+        "influence",
+        lambda c: c.influence.tier if c.influence else None,
+        lambda c: f"{c.influence.tier} ({c.influence.score})" if c.influence else None,
+    ),
+    "influence_score": _range(
+        "influence score", lambda c: c.influence.score if c.influence else None
+    ),
+    "value_tier": _labels(
+        "customer value",
+        lambda c: c.value.tier if c.value else None,
+        lambda c: f"{c.value.tier} ({c.value.score})" if c.value else None,
+    ),
+    "value_score": _range("customer value score", lambda c: c.value.score if c.value else None),
+    "deviation": _deviation,
+    "platform": _platform,
+    "language": _labels("language", lambda c: c.language),
+    "keywords": _keywords,
+    "known_contact": _known_contact,
+    "in_thread": _in_thread,
+    "hours": _hours,
+    "spike": _spike,
+}
+
+
+def _checks(when: When, zone: ZoneInfo) -> list[Check]:
+    """The checks of the conditions given, in the order `When` declares them."""
+    return [
+        _BUILDERS[name](value, zone)
+        for name in When.model_fields
+        if (value := getattr(when, name)) is not None
+    ]
 
 
 def _human(delta: timedelta) -> str:

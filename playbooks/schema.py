@@ -16,13 +16,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from bot.models import Action, Platform, Priority
-from classifiers.flags import PATTERNS
+from classifiers.flags import FLAGS
+from classifiers.influence import TIERS as INFLUENCE_FLOORS
 from classifiers.intent import INTENTS
+from classifiers.text_model import SENTIMENT_LABELS
+from classifiers.value import TIERS as VALUE_FLOORS
 
-SENTIMENTS = ("negative", "neutral", "positive")
-FLAGS = tuple(PATTERNS)
-INFLUENCE_TIERS = ("unknown", "minimal", "low", "medium", "high")
-VALUE_TIERS = ("unknown", "low", "standard", "high", "vip")
+# The taxonomy comes from the classifiers that produce it, so the two never drift apart.
+INFLUENCE_TIERS = ("unknown", *(name for _, name in reversed(INFLUENCE_FLOORS)))
+VALUE_TIERS = ("unknown", *(name for _, name in reversed(VALUE_FLOORS)))
 # Slots a reply template may use; README says where each value comes from.
 SLOTS = frozenset(
     {"first_name", "name", "handle", "brand", "order_ref", "status_url", "support_url", "agent"}
@@ -127,7 +129,7 @@ def _choices(allowed: tuple[str, ...]) -> BeforeValidator:
 class When(_Strict):
     """Triggers over the classification; every condition given must hold (a list: any of it)."""
 
-    sentiment: Annotated[list[str], _choices(SENTIMENTS)] | None = None
+    sentiment: Annotated[list[str], _choices(SENTIMENT_LABELS)] | None = None
     sentiment_score: Range | None = None
     intent: Annotated[list[str], _choices(INTENTS)] | None = None
     intent_score: Range | None = None

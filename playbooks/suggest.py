@@ -84,8 +84,11 @@ def _first_name(mention: Mention, contact: ContactSnapshot) -> str | None:
 
 
 def fill(template: str, values: Mapping[str, str | None]) -> str | None:
-    """The template with its slots filled, or None when a slot has no value."""
-    names = [slot for _, slot, _, _ in string.Formatter().parse(template) if slot]
+    """The template with its slots filled; None when a slot has no value or a brace is stray."""
+    try:
+        names = [slot for _, slot, _, _ in string.Formatter().parse(template) if slot]
+    except ValueError:  # a past reply with a lone brace is no template
+        return None
     if any(not values.get(name) for name in names):
         return None
     return template.format_map({name: values[name] for name in names})
@@ -151,40 +154,46 @@ class Suggester:
             return results
         queries = self.embed([normalise(batch[i][0].text) for i in wanted])
         neighbours = self._neighbours(queries)
+        slot_values = [self._values(batch[i][0], batch[i][1]) for i in wanted]
+        filled = [
+            [
+                (text, f"template:{batch[i][3].playbook}/{template.id}", template.max_chars)
+                for template in self.templates(batch[i][3])
+                if not template.platforms or batch[i][0].platform in template.platforms
+                if (text := fill(template.text, values)) is not None
+            ]
+            for i, values in zip(wanted, slot_values, strict=True)
+        ]
+        # Every filled template of the batch in one model pass.
+        texts = [normalise(text) for row in filled for text, _, _ in row]
+        template_vectors = iter(self.embed(texts)) if texts else iter(())
         for row, i in enumerate(wanted):
-            mention, contact, classification, decision = batch[i]
+            mention, _, classification, _ = batch[i]
             intent = classification.intent.label if classification.intent else None
-            values = {
-                **self.slots,
-                "first_name": _first_name(mention, contact),
-                "name": contact.name or mention.author.display_name,
-                "handle": mention.author.label if mention.author.handle else None,
-            }
-            candidates: list[tuple[str, str, float, int | None]] = []
-            filled = []
-            for template in self.templates(decision):
-                if template.platforms and mention.platform not in template.platforms:
-                    continue
-                text = fill(template.text, values)
-                if text is not None:
-                    filled.append((text, f"template:{decision.playbook}/{template.id}", template))
-            if filled:
-                scores = self.embed([normalise(text) for text, _, _ in filled]) @ queries[row]
-                candidates += [
-                    (text, source, float(score), template.max_chars)
-                    for (text, source, template), score in zip(filled, scores, strict=True)
-                ]
+            values = slot_values[row]
+            candidates: list[tuple[str, str, float, int | None]] = [
+                (text, source, float(next(template_vectors) @ queries[row]), max_chars)
+                for text, source, max_chars in filled[row]
+            ]
             for index, score in neighbours[row]:
                 past = self._past[index]
                 if past.intent is not None and past.intent != intent:
                     continue
-                text = fill(past.reply, values) if "{" in past.reply else past.reply
+                text = fill(past.reply, values)
                 if text is not None:
                     text = _LEADING_HANDLES.sub("", text)
                     if score >= self.min_score:
                         candidates.append((text, f"{past.source} reply", score, None))
             results[i] = self._best(candidates, mention.platform)
         return results
+
+    def _values(self, mention: Mention, contact: ContactSnapshot) -> dict[str, str | None]:
+        return {
+            **self.slots,
+            "first_name": _first_name(mention, contact),
+            "name": contact.name or mention.author.display_name,
+            "handle": mention.author.label if mention.author.handle else None,
+        }
 
     def _neighbours(self, queries: np.ndarray) -> list[list[tuple[int, float]]]:
         index = self._indexed()
