@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bot import effects
 from bot.config import Settings
 from bot.delivery import Deliverer, Sink
 from bot.errors import ConfigError
-from bot.pipeline import CARD_EFFECT, Pipeline
+from bot.pipeline import Pipeline
 from classifiers.base import Classifier
 from classifiers.unclassified import Unclassified
+from handlers.ticket_webhook import TicketWebhook
 from playbooks.engine import PlaybookDecider
 from playbooks.loader import load_playbooks
 from storage.database import Database
@@ -104,10 +105,21 @@ def build_decider(settings: Settings) -> PlaybookDecider:
     )
 
 
+def build_deliverer(
+    database: Database, *, team_sink: Sink, ticket_sink: Sink | None = None
+) -> Deliverer:
+    """Delivery of every effect kind: the team surface shows cards, incidents and escalations;
+    ticket steps go to their webhook."""
+    sinks: dict[str, Sink] = {kind: team_sink for kind in effects.TEAM_KINDS}
+    sinks[effects.TICKET] = ticket_sink or TicketWebhook()
+    return Deliverer(database=database, sinks=sinks)
+
+
 def build(
     *,
     settings: Settings,
-    card_sink: Sink,
+    team_sink: Sink,
+    ticket_sink: Sink | None = None,
     dry_run: bool = False,
     database: Database | None = None,
     compare: Path | None = None,
@@ -129,6 +141,5 @@ def build(
         compare=other,
         suggester=build_suggester(settings, decider, embedder=embedder),
     )
-    sinks: Mapping[str, Sink] = {CARD_EFFECT: card_sink}
-    deliverer = Deliverer(database=database, sinks=sinks)
+    deliverer = build_deliverer(database, team_sink=team_sink, ticket_sink=ticket_sink)
     return Services(settings=settings, database=database, pipeline=pipeline, deliverer=deliverer)

@@ -8,6 +8,7 @@ import sys
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
@@ -21,22 +22,24 @@ from bot.app import (
     build,
     build_classifier,
     build_decider,
+    build_deliverer,
     build_embedder,
     build_suggester,
     open_database,
 )
 from bot.classify import classify_records
 from bot.config import Settings, load_settings
-from bot.console import ConsoleCards
+from bot.console import ConsoleView
 from bot.delivery import Sink
 from bot.errors import EarfulError, InputError
 from bot.logs import configure_logging
 from bot.models import Decision, now_utc
 from bot.pipeline import Change
 from bot.replay import ReplayReport, replay
+from bot.sla import SlaTimers
 from handlers.crm_import import read_crm_csv
 from handlers.file_import import parse_column_map, read_file, read_jsonl, read_text_lines
-from storage import audit, contacts, status
+from storage import audit, contacts, sla, status
 from storage.database import Database
 from storage.outbox import Effect
 
@@ -49,7 +52,9 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 contacts_app = typer.Typer(help="Contacts and CRM records.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+sla_app = typer.Typer(help="SLA timers: first responses due, escalations.", no_args_is_help=True)
 app.add_typer(contacts_app, name="contacts")
+app.add_typer(sla_app, name="sla")
 
 out = Console()
 err = Console(stderr=True)
@@ -183,7 +188,7 @@ def _run_replay(
     compare: Path | None = None,
 ) -> tuple[ReplayReport, Database]:
     services = build(
-        settings=settings, card_sink=sink, dry_run=dry_run, database=database, compare=compare
+        settings=settings, team_sink=sink, dry_run=dry_run, database=database, compare=compare
     )
     size = file.stat().st_size
     with file.open("rb") as stream:
@@ -254,10 +259,15 @@ def _report_table(report: ReplayReport, *, dry_run: bool) -> Table:
         ("failed in pipeline", report.failed),
     ]
     rows += [(f"routed to {channel}", n) for channel, n in sorted(report.routed.items())]
+    rows += [
+        ("incidents opened (one card each)", report.incidents_opened),
+        ("mentions grouped into incidents", report.incident_reports),
+    ]
     if not dry_run:
         rows += [
-            ("cards delivered", report.delivery.delivered),
-            ("cards failed", report.delivery.failed),
+            ("SLA timers started", report.timers_armed),
+            ("cards and updates delivered", report.delivery.delivered),
+            ("deliveries failed", report.delivery.failed),
         ]
     for what, count in rows:
         table.add_row(what, f"{count:,}")
@@ -347,7 +357,7 @@ def replay_command(
             raise InputError("--format", f"{fmt!r} is not one of auto, jsonl, csv")
         mapping = parse_column_map(column_map or [])
         _open_input(file)
-        sink: Sink = _DiscardCards() if dry_run else ConsoleCards(console=out)
+        sink: Sink = _DiscardCards() if dry_run else ConsoleView(console=out)
         report, _ = _run_replay(
             settings=settings,
             file=file,
@@ -436,7 +446,7 @@ def status_command(
     with _errors():
         db = open_database(_settings(database))
         with db.transaction() as session:
-            counts = status.counts(session)
+            counts = status.counts(session, now=now_utc())
         if as_json:
             out.print_json(json.dumps(counts.to_json()))
             return
@@ -457,6 +467,9 @@ def _status_table(counts: status.StatusCounts) -> Table:
         ("outbox failed", counts.outbox_failed),
         ("jobs pending", counts.jobs_pending),
         ("jobs failed", counts.jobs_failed),
+        ("SLA timers pending", counts.sla_pending),
+        ("SLA timers overdue", counts.sla_overdue),
+        ("incidents open", counts.incidents_open),
     ]
     for what, count in rows:
         table.add_row(what, f"{count:,}")
@@ -492,7 +505,7 @@ def demo_command(playbooks: PlaybooksOption = None, database: DatabaseOption = N
             report, db = _run_replay(
                 settings=settings,
                 file=sample,
-                sink=ConsoleCards(console=out),
+                sink=ConsoleView(console=out),
                 dry_run=False,
                 fmt="jsonl",
                 column_map={},
@@ -500,12 +513,12 @@ def demo_command(playbooks: PlaybooksOption = None, database: DatabaseOption = N
             )
         out.print(_report_table(report, dry_run=False))
         with db.transaction() as session:
-            counts = status.counts(session)
+            counts = status.counts(session, now=now_utc())
         out.print(_status_table(counts))
         consistent = (
             counts.mentions + counts.interactions["outbound"] == report.stored
             and sum(report.routed.values()) == counts.mentions
-            and report.delivery.delivered == counts.mentions
+            and report.delivery.delivered == report.effects
             and counts.outbox_pending == 0
         )
         if not consistent:
@@ -517,6 +530,72 @@ def demo_command(playbooks: PlaybooksOption = None, database: DatabaseOption = N
             f"{counts.conversations} conversations, {counts.contacts} contacts — "
             "the database matches the run.[/green]"
         )
+
+
+def _until(timer: sla.Timer, now: datetime) -> str:
+    minutes = int((timer.due_at - now).total_seconds() // 60)
+    return f"in {minutes} min" if minutes >= 0 else f"{-minutes} min overdue"
+
+
+@sla_app.command("list")
+def sla_list(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="JSON Lines: one timer per line.")
+    ] = False,
+    database: DatabaseOption = None,
+) -> None:
+    """Conversations and incidents waiting for a first response, soonest deadline first."""
+    with _errors():
+        settings = _settings(database)
+        timers = SlaTimers(database=open_database(settings)).pending()
+        now = now_utc()
+        if as_json:
+            for timer in timers:
+                step = timer.next_step
+                line = {
+                    "subject": timer.subject,
+                    "due_at": timer.due_at.isoformat(),
+                    "overdue": timer.due_at <= now,
+                    "next_step": str(step) if step else None,
+                    "priority": timer.priority,
+                    "playbook": timer.playbook,
+                    "channel": timer.channel,
+                }
+                sys.stdout.write(json.dumps(line) + "\n")
+            return
+        table = Table(title=f"{len(timers)} SLA timer(s) pending")
+        for column in ("subject", "due (UTC)", "", "next step", "priority", "playbook"):
+            table.add_column(column)
+        for timer in timers:
+            step = timer.next_step
+            table.add_row(
+                timer.subject,
+                f"{timer.due_at:%Y-%m-%d %H:%M}",
+                _until(timer, now),
+                str(step) if step else "(note the breach)",
+                timer.priority or "-",
+                timer.playbook or "-",
+            )
+        out.print(table)
+
+
+@sla_app.command("check")
+def sla_check(database: DatabaseOption = None) -> None:
+    """Run every overdue escalation step now and deliver it (`earful run` does this on time)."""
+    with _errors():
+        settings = _settings(database)
+        db = open_database(settings)
+        timers = SlaTimers(database=db)
+        breaches = []
+        while fired := timers.fire_due():
+            breaches += fired
+        delivery = build_deliverer(db, team_sink=ConsoleView(console=out)).drain(max_wait=0)
+        out.print(
+            f"{len(breaches)} escalation step(s) ran; {delivery.delivered} delivered, "
+            f"{delivery.retried} to retry, {delivery.failed} failed"
+        )
+        if delivery.failed:
+            raise typer.Exit(1)
 
 
 def main() -> None:

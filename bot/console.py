@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.console import Console, Group
 from rich.panel import Panel
 from rich.text import Text
 
+from bot import effects
+from bot.errors import DeliveryRejected
 from bot.models import Classification, ContactSnapshot, Interaction
-from storage.codec import interaction_from_json
+from storage.codec import incident_from_json, interaction_from_json
 from storage.outbox import Effect
 
 
@@ -85,12 +89,50 @@ def render_card(card: Interaction) -> Panel:
     return Panel(Group(*lines), title=title, title_align="left", expand=True)
 
 
-class ConsoleCards:
-    """A sink that draws each card effect in the terminal instead of posting it to Slack."""
+def render_incident(payload: dict[str, Any], *, opened: bool) -> Panel | Text:
+    """An incident card (the first report in full), or a one-line update to it."""
+    incident = incident_from_json(payload["incident"])
+    latest = interaction_from_json(payload["interaction"])
+    priority = incident.priority.value if incident.priority else ""
+    head = (
+        f"INCIDENT #{incident.id} {priority} · {incident.key} · {incident.reports} "
+        f"report{'s' if incident.reports != 1 else ''} since {incident.opened_at:%H:%M} UTC"
+    )
+    if not opened:
+        return Text(
+            f"↳ {incident.channel} · incident #{incident.id}: +{payload['joined']} "
+            f"({incident.reports} in all) · latest: {latest.mention.text[:100]}",
+            style="red",
+        )
+    card = render_card(latest)
+    return Panel(Group(Text(head, style="bold red"), card), title=incident.channel, expand=True)
+
+
+def render_escalation(payload: dict[str, Any]) -> Text:
+    """One line for an escalation step that ran because a first response is overdue."""
+    overdue = int(payload["overdue_seconds"]) // 60
+    what = f"{payload['action']} {payload['target']}"
+    return Text(
+        f"⏰ SLA breached {overdue} min ago · {payload['subject']} ({payload['priority']}, "
+        f"{payload['playbook']}) · step {payload['step']}/{payload['steps']}: {what}",
+        style="bold red",
+    )
+
+
+class ConsoleView:
+    """The team surface in the terminal: cards, incidents and escalations instead of Slack."""
 
     def __init__(self, *, console: Console) -> None:
         self.console = console
 
     def deliver(self, effect: Effect) -> None:
-        """Draw the card."""
-        self.console.print(render_card(interaction_from_json(effect.payload)))
+        """Draw the effect."""
+        if effect.kind == effects.CARD:
+            self.console.print(render_card(interaction_from_json(effect.payload)))
+        elif effect.kind in (effects.INCIDENT, effects.INCIDENT_UPDATE):
+            opened = effect.kind == effects.INCIDENT
+            self.console.print(render_incident(effect.payload, opened=opened))
+        elif effect.kind == effects.ESCALATION:
+            self.console.print(render_escalation(effect.payload))
+        else:
+            raise DeliveryRejected(f"the console cannot show {effect.kind!r} effects")

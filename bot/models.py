@@ -6,9 +6,9 @@ them into rows, and everything in between speaks only these types.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from types import MappingProxyType
@@ -264,6 +264,17 @@ class CustomerValue:
 
 
 @dataclass(frozen=True, slots=True)
+class EscalationStep:
+    """One escalation step: notify a channel, mention a lead, page on-call or open a ticket."""
+
+    kind: str  # notify | mention | page | ticket
+    target: str  # the channel, person, rota or ticket webhook URL
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.target}"
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     """Respond, watch or dismiss, with priority, destination and the reasons.
 
@@ -281,14 +292,31 @@ class Decision:
     runner_up: str | None = None
     owner: str | None = None
     respond_by: datetime | None = None
-    # The playbook's escalation steps in order ("notify #care-leads", "page on-call" …).
-    escalation: tuple[str, ...] = ()
+    # The playbook's escalation steps in order; one runs at each SLA breach.
+    escalation: tuple[EscalationStep, ...] = ()
+    # Time between escalation steps once the first response is overdue (None: one step only).
+    escalate_after: timedelta | None = None
+    # "playbook/rule" of a volume-spike rule: such mentions join one incident, not a card each.
+    incident: str | None = None
     guidance: tuple[str, ...] = ()
 
     @property
     def decided(self) -> bool:
         """True when a playbook, not the fallback, produced this decision."""
         return self.action is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Incident:
+    """Similar mentions grouped by a volume-spike rule, handled as one card."""
+
+    id: int
+    key: str  # "playbook/rule" of the spike rule
+    channel: str
+    priority: Priority | None
+    reports: int
+    opened_at: datetime
+    last_report_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,6 +345,9 @@ class Interaction:
     decision: Decision | None = None
     suggestions: tuple[Suggestion, ...] = ()
     agent: str | None = None
+
+
+Clock = Callable[[], datetime]
 
 
 def now_utc() -> datetime:

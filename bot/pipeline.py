@@ -3,16 +3,18 @@
 Ingest stores each mention with its job in one transaction; processing takes pending jobs in
 the order they were stored, so a crash at any point repeats work but never loses a mention
 or stores it twice. Routing writes a card effect to the outbox (idempotency key
-``card:<interaction id>``); in a dry run it writes nothing for the outside world.
+``card:<interaction id>``), or, for mentions a volume-spike rule matched, one incident card
+and then updates to it; respond decisions arm the SLA timer of their conversation or
+incident. In a dry run it writes nothing for the outside world and arms no timer.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Row, select
@@ -20,9 +22,13 @@ from sqlalchemy import update as update_rows
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from bot import effects
 from bot.models import (
+    Action,
     Classification,
+    Clock,
     ContactSnapshot,
+    ConversationState,
     Decision,
     Direction,
     Interaction,
@@ -35,22 +41,18 @@ from bot.traffic import RecentTraffic, similarity_key
 from classifiers.base import Classifier
 from playbooks.base import Decider
 from playbooks.suggest import PastReply, Suggester
-from storage import contacts, conversations, ingest, outbox, recent, replies
+from storage import contacts, conversations, incidents, ingest, outbox, recent, replies, sla
 from storage.codec import (
     author_from_json,
     classification_from_json,
     classification_to_json,
     decision_to_json,
-    interaction_to_json,
 )
 from storage.database import Database
 from storage.ingest import PendingJob
 from storage.schema import InteractionRow
 
 log = logging.getLogger(__name__)
-
-Clock = Callable[[], datetime]
-CARD_EFFECT = "card"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +81,10 @@ class ProcessStats:
     routed: Counter[str] = field(default_factory=Counter)
     outbound_logged: int = 0
     failed: int = 0
+    effects: int = 0  # outbox rows written: cards, incident cards and updates
+    incidents_opened: int = 0
+    incident_reports: int = 0  # mentions that joined an incident instead of getting a card
+    timers_armed: int = 0
     compared: int = 0
     changes: list[Change] = field(default_factory=list)
 
@@ -111,6 +117,7 @@ class _Prepared:
     mention: Mention
     contact: ContactSnapshot
     conversation_id: int
+    awaiting: bool  # the conversation still waits for a response once the batch is threaded
 
 
 def _with_earlier(
@@ -225,7 +232,8 @@ class Pipeline:
             else:
                 update["contact_id"] = customer
                 snapshot = _with_earlier(history, customer, seen)
-                prepared.append(_Prepared(job, update, mention, snapshot, thread.id))
+                awaiting = thread.state in (ConversationState.NEW, ConversationState.ASSIGNED)
+                prepared.append(_Prepared(job, update, mention, snapshot, thread.id, awaiting))
             updates.append(update)
         # Threads and contacts first: the suggester reads this batch's replies in their threads.
         session.execute(update_rows(InteractionRow), updates)
@@ -255,9 +263,9 @@ class Pipeline:
             judged.append((item, classification, decision))
 
         suggestions = self._suggest(session, judged, outbound_ids)
-        effects: list[dict[str, object]] = []
+        routed: list[tuple[_Prepared, Interaction, Decision]] = []
         for (item, classification, decision), suggested in zip(judged, suggestions, strict=True):
-            routed = Interaction(
+            interaction = Interaction(
                 id=item.job.interaction_id,
                 mention=item.mention,
                 conversation_id=item.conversation_id,
@@ -268,22 +276,73 @@ class Pipeline:
             )
             item.update["classification"] = classification_to_json(classification)
             item.update["decision"] = decision_to_json(decision)
-            effects.append(
-                {
-                    "idempotency_key": f"{CARD_EFFECT}:{routed.id}",
-                    "kind": CARD_EFFECT,
-                    "ordering_key": f"conversation:{routed.conversation_id}",
-                    "payload": interaction_to_json(routed),
-                }
-            )
             stats.routed[decision.channel] += 1
             done.append(item.job.job_id)
+            routed.append((item, interaction, decision))
 
+        pending_effects, armings = self._route(session, routed, stats)
         if judged:
             session.execute(update_rows(InteractionRow), [item.update for item, _, _ in judged])
         if not self.dry_run:
-            outbox.enqueue_all(session, effects, at=now)
+            outbox.enqueue_all(session, pending_effects, at=now)
+            stats.effects += len(pending_effects)
+            stats.timers_armed += sla.arm_all(session, armings, at=now)
         ingest.finish_jobs(session, done, at=now)
+
+    def _route(
+        self,
+        session: Session,
+        routed: list[tuple[_Prepared, Interaction, Decision]],
+        stats: ProcessStats,
+    ) -> tuple[list[effects.Effect], list[sla.Arming]]:
+        """A card per mention, or one card per incident; the SLA timers the decisions start."""
+        out: list[effects.Effect] = []
+        armings: list[sla.Arming] = []
+        spikes = [(item, i, d) for item, i, d in routed if d.incident is not None]
+        joined = incidents.join_all(
+            session,
+            [incidents.Report(i.mention.created_at, d) for _, i, d in spikes],
+            window=self.decider.spike_window or timedelta(0),
+        )
+        for item, interaction, decision in routed:
+            if decision.incident is not None:
+                continue
+            out.append(effects.card(interaction))
+            if decision.action == Action.RESPOND and item.awaiting:
+                armings.append(
+                    sla.Arming(
+                        subject=f"conversation:{item.conversation_id}",
+                        conversation_id=item.conversation_id,
+                        incident_id=None,
+                        interaction_id=interaction.id,
+                        decision=decision,
+                    )
+                )
+        batch: dict[int, list[tuple[Interaction, incidents.Joined]]] = {}
+        for (item, interaction, _), report in zip(spikes, joined, strict=True):
+            item.update["incident_id"] = report.incident.id
+            batch.setdefault(report.incident.id, []).append((interaction, report))
+        for members in batch.values():
+            first, report = members[0]
+            incident = members[-1][1].incident  # counting every report of this batch
+            if report.opened:
+                stats.incidents_opened += 1
+                out.append(effects.incident_opened(incident, first))
+                opening = first.decision
+                if opening is not None and opening.action == Action.RESPOND:
+                    armings.append(
+                        sla.Arming(
+                            subject=f"incident:{incident.id}",
+                            conversation_id=first.conversation_id,
+                            incident_id=incident.id,
+                            interaction_id=first.id,
+                            decision=opening,
+                        )
+                    )
+            else:
+                out.append(effects.incident_updated(incident, members[-1][0], len(members)))
+            stats.incident_reports += len(members)
+        return out, armings
 
     def _suggest(
         self,

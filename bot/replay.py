@@ -24,6 +24,10 @@ class ReplayReport:
     routed: Counter[str] = field(default_factory=Counter)
     outbound_logged: int = 0
     failed: int = 0
+    effects: int = 0
+    incidents_opened: int = 0
+    incident_reports: int = 0
+    timers_armed: int = 0
     compared: int = 0
     changes: list[Change] = field(default_factory=list)
     delivery: DeliveryStats = field(default_factory=DeliveryStats)
@@ -57,6 +61,10 @@ def replay(
         report.routed.update(stats.routed)
         report.outbound_logged += stats.outbound_logged
         report.failed += stats.failed
+        report.effects += stats.effects
+        report.incidents_opened += stats.incidents_opened
+        report.incident_reports += stats.incident_reports
+        report.timers_armed += stats.timers_armed
         report.compared += stats.compared
         report.changes += stats.changes
         if deliverer is not None:

@@ -25,6 +25,7 @@ from bot.models import (
     Classification,
     ContactSnapshot,
     Decision,
+    EscalationStep,
     Mention,
     Platform,
     Priority,
@@ -331,6 +332,8 @@ class PlaybookDecider:
             )
         playbook = best.playbook
         sla = playbook.sla
+        respond = then.action == Action.RESPOND
+        spike = best.rule.when.spike if best.rule.when else None
         return Decision(
             action=then.action,
             priority=then.priority,
@@ -340,12 +343,12 @@ class PlaybookDecider:
             rule=best.rule.name,
             runner_up=runner_up.label if runner_up else None,
             owner=then.owner or playbook.owner,
-            respond_by=mention.created_at + sla.first_response
-            if sla and then.action == Action.RESPOND
-            else None,
-            escalation=tuple(f"{step.kind} {step.target}" for step in playbook.escalation)
-            if then.action == Action.RESPOND
+            respond_by=mention.created_at + sla.first_response if sla and respond else None,
+            escalation=tuple(EscalationStep(step.kind, step.target) for step in playbook.escalation)
+            if respond
             else (),
+            escalate_after=sla.escalate_after if sla and respond else None,
+            incident=best.label if spike is not None else None,
             guidance=tuple(f"Do: {line}" for line in playbook.guidance.do)
             + tuple(f"Don't: {line}" for line in playbook.guidance.dont),
         )

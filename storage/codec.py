@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -14,6 +14,8 @@ from bot.models import (
     CustomerValue,
     Decision,
     Direction,
+    EscalationStep,
+    Incident,
     Influence,
     Interaction,
     Mention,
@@ -183,7 +185,11 @@ def decision_to_json(value: Decision) -> dict[str, Any]:
         "runner_up": value.runner_up,
         "owner": value.owner,
         "respond_by": _dt(value.respond_by),
-        "escalation": list(value.escalation),
+        "escalation": [{"kind": step.kind, "target": step.target} for step in value.escalation],
+        "escalate_after": (
+            value.escalate_after.total_seconds() if value.escalate_after is not None else None
+        ),
+        "incident": value.incident,
         "guidance": list(value.guidance),
     }
 
@@ -200,7 +206,15 @@ def decision_from_json(data: dict[str, Any]) -> Decision:
         runner_up=data.get("runner_up"),
         owner=data.get("owner"),
         respond_by=_parse_dt(data.get("respond_by")),
-        escalation=tuple(data.get("escalation") or ()),
+        escalation=tuple(
+            EscalationStep(step["kind"], step["target"]) for step in data.get("escalation") or ()
+        ),
+        escalate_after=(
+            timedelta(seconds=data["escalate_after"])
+            if data.get("escalate_after") is not None
+            else None
+        ),
+        incident=data.get("incident"),
         guidance=tuple(data.get("guidance") or ()),
     )
 
@@ -275,4 +289,30 @@ def interaction_from_json(data: dict[str, Any]) -> Interaction:
         decision=decision_from_json(decision) if decision else None,
         suggestions=tuple(Suggestion(**s) for s in data.get("suggestions", ())),
         agent=data.get("agent"),
+    )
+
+
+def incident_to_json(value: Incident) -> dict[str, Any]:
+    """An incident as a JSON object."""
+    return {
+        "id": value.id,
+        "key": value.key,
+        "channel": value.channel,
+        "priority": value.priority.value if value.priority else None,
+        "reports": value.reports,
+        "opened_at": _dt(value.opened_at),
+        "last_report_at": _dt(value.last_report_at),
+    }
+
+
+def incident_from_json(data: dict[str, Any]) -> Incident:
+    """The inverse of :func:`incident_to_json`."""
+    return Incident(
+        id=data["id"],
+        key=data["key"],
+        channel=data["channel"],
+        priority=Priority(data["priority"]) if data.get("priority") else None,
+        reports=data["reports"],
+        opened_at=datetime.fromisoformat(data["opened_at"]),
+        last_report_at=datetime.fromisoformat(data["last_report_at"]),
     )

@@ -10,11 +10,19 @@ from sqlalchemy.orm import Session
 
 from bot.errors import PipelineError
 from bot.models import ALLOWED_TRANSITIONS, ConversationState, Direction, Mention
+from storage import sla
 from storage.schema import Conversation, InteractionRow
 
+_ANSWERED = (ConversationState.RESPONDED, ConversationState.RESOLVED, ConversationState.DISMISSED)
 
-def transition(conversation: Conversation, target: ConversationState, *, at: datetime) -> None:
-    """Move a conversation to ``target``, stamping first response and resolution times."""
+
+def transition(
+    session: Session, conversation: Conversation, target: ConversationState, *, at: datetime
+) -> None:
+    """Move a conversation to ``target``, stamping first response and resolution times.
+
+    A response, resolution or dismissal stops the conversation's SLA timer.
+    """
     current = ConversationState(conversation.state)
     if target == current:
         return
@@ -30,6 +38,8 @@ def transition(conversation: Conversation, target: ConversationState, *, at: dat
         conversation.resolved_at = at
     if target == ConversationState.NEW:
         conversation.resolved_at = None
+    if target in _ANSWERED and conversation.id is not None:
+        sla.cancel_for_conversations(session, [conversation.id], reason=target.value, at=at)
 
 
 def _parent_threads(session: Session, mentions: Sequence[Mention]) -> dict[tuple[str, str], str]:
@@ -98,19 +108,21 @@ def attach_all(
         elif conversation.contact_id is None and inbound:
             conversation.contact_id = contact_id
         conversation.last_activity_at = max(conversation.last_activity_at, mention.created_at)
-        _record_activity(conversation, mention, at=at)
+        _record_activity(session, conversation, mention, at=at)
         result.append(conversation)
     session.flush()
     return result
 
 
-def _record_activity(conversation: Conversation, mention: Mention, *, at: datetime) -> None:
+def _record_activity(
+    session: Session, conversation: Conversation, mention: Mention, *, at: datetime
+) -> None:
     state = ConversationState(conversation.state)
     if mention.direction == Direction.OUTBOUND:
         if state in (ConversationState.NEW, ConversationState.ASSIGNED):
-            transition(conversation, ConversationState.RESPONDED, at=mention.created_at)
+            transition(session, conversation, ConversationState.RESPONDED, at=mention.created_at)
     elif state in (ConversationState.RESOLVED, ConversationState.DISMISSED):
-        transition(conversation, ConversationState.NEW, at=at)
+        transition(session, conversation, ConversationState.NEW, at=at)
     elif state == ConversationState.RESPONDED:
         target = ConversationState.ASSIGNED if conversation.assignee else ConversationState.NEW
-        transition(conversation, target, at=at)
+        transition(session, conversation, target, at=at)

@@ -156,6 +156,8 @@ class InteractionRow(Base):
     classification: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     decision: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     agent: Mapped[str | None] = mapped_column(String(120))
+    # Set when the mention joined an incident instead of getting a card of its own.
+    incident_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id"), index=True)
 
 
 class AuditEntry(Base):
@@ -221,3 +223,58 @@ class OutboxRow(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     delivered_at: Mapped[datetime | None]
+
+
+class SlaTimer(Base):
+    """The first-response timer of a conversation or incident, and its escalation ladder.
+
+    One row per subject (``conversation:<id>`` or ``incident:<id>``), re-armed in place when the
+    subject needs a response again. ``step`` is the index of the next escalation step to run;
+    firing moves it on with a conditional update, so each step runs once.
+    """
+
+    __tablename__ = "sla_timers"
+    __table_args__ = (
+        UniqueConstraint("subject"),
+        Index("ix_sla_timers_state_due_at", "state", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subject: Mapped[str] = mapped_column(String(80))
+    conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id"))
+    incident_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id"))
+    # The interaction whose decision armed the timer (its card is where escalations point).
+    interaction_id: Mapped[int] = mapped_column(ForeignKey("interactions.id"))
+    # pending → (fired steps) → exhausted, or cancelled by a response or resolution.
+    state: Mapped[str] = mapped_column(String(16))
+    due_at: Mapped[datetime]
+    step: Mapped[int] = mapped_column(Integer)
+    # Bumped at each re-arm, so an escalation of an earlier arming can never run twice or late.
+    generation: Mapped[int] = mapped_column(Integer)
+    # [{"kind", "target"}, …] from the playbook; escalate_after seconds between steps.
+    steps: Mapped[list[dict[str, str]]] = mapped_column(JSON)
+    escalate_after: Mapped[int | None] = mapped_column(Integer)
+    playbook: Mapped[str | None] = mapped_column(String(200))
+    priority: Mapped[str | None] = mapped_column(String(4))
+    channel: Mapped[str] = mapped_column(String(80))
+    armed_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    cancel_reason: Mapped[str | None] = mapped_column(String(40))
+
+
+class Incident(Base):
+    """Many similar mentions in a short window (a volume-spike rule): one card, not fifty."""
+
+    __tablename__ = "incidents"
+    __table_args__ = (Index("ix_incidents_key_state", "key", "state"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # "playbook/rule" of the spike rule that opened it.
+    key: Mapped[str] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(String(16))  # open | resolved
+    channel: Mapped[str] = mapped_column(String(80))
+    priority: Mapped[str | None] = mapped_column(String(4))
+    reports: Mapped[int] = mapped_column(Integer)
+    opened_at: Mapped[datetime]
+    last_report_at: Mapped[datetime]
+    resolved_at: Mapped[datetime | None]

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from storage.schema import Checkpoint, Contact, Conversation, InteractionRow, Job, OutboxRow
+from storage import incidents, sla
+from storage.schema import (
+    Checkpoint,
+    Contact,
+    Conversation,
+    Incident,
+    InteractionRow,
+    Job,
+    OutboxRow,
+    SlaTimer,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +35,9 @@ class StatusCounts:
     jobs_pending: int
     jobs_failed: int
     checkpoints: dict[str, str]
+    sla_pending: int
+    sla_overdue: int
+    incidents_open: int
 
     def to_json(self) -> dict[str, Any]:
         """A plain JSON object."""
@@ -39,7 +53,7 @@ def _grouped(session: Session, column: Any) -> dict[str, int]:
     return {str(key): int(n) for key, n in rows}
 
 
-def counts(session: Session) -> StatusCounts:
+def counts(session: Session, *, now: datetime) -> StatusCounts:
     """Count mentions, conversations, contacts, interactions, pending work and checkpoints."""
     by_direction = _grouped(session, InteractionRow.direction)
     jobs = _grouped(session, Job.state)
@@ -56,6 +70,14 @@ def counts(session: Session) -> StatusCounts:
         outbox_failed=int(outbox.get("failed", 0)),
         jobs_pending=int(jobs.get("pending", 0)),
         jobs_failed=int(jobs.get("failed", 0)),
+        sla_pending=_count(session, select(func.count()).where(SlaTimer.state == sla.PENDING)),
+        sla_overdue=_count(
+            session,
+            select(func.count()).where(SlaTimer.state == sla.PENDING, SlaTimer.due_at <= now),
+        ),
+        incidents_open=_count(
+            session, select(func.count()).where(Incident.state == incidents.OPEN)
+        ),
         checkpoints=dict(
             session.execute(select(Checkpoint.source, Checkpoint.value)).tuples().all()
         ),

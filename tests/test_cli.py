@@ -38,6 +38,20 @@ def test_demo_runs_and_its_counts_match_the_database(
     assert counts["interactions"]["outbound"] >= 5
     assert counts["outbox_pending"] == 0
     assert f"{counts['mentions']} mentions stored and routed" in result.stdout.replace("\n", " ")
+    assert counts["incidents_open"] >= 1
+    # The sample is weeks old: every conversation still waiting for an answer is overdue.
+    listed = earful("sla", "list", "--json", "--database", demo_db, env=env)
+    timers = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert len(timers) == counts["sla_pending"] == counts["sla_overdue"] > 10
+    assert {t["subject"].split(":")[0] for t in timers} == {"conversation", "incident"}
+    check = earful("sla", "check", "--database", demo_db, env=env)
+    assert check.returncode == 0, check.stderr
+    ran = re.search(r"(\d+) escalation step\(s\) ran; (\d+) delivered", check.stdout)
+    assert ran is not None
+    assert int(ran[1]) == int(ran[2]) >= len(timers)  # every step of every ladder, delivered
+    assert "SLA breached" in check.stdout
+    again_check = earful("sla", "check", "--database", demo_db, env=env)
+    assert "0 escalation step(s) ran" in again_check.stdout  # each step runs once
     again = earful("demo", env=env)  # a second run starts from a fresh demo database
     assert again.returncode == 0
     assert "the database matches the run" in again.stdout

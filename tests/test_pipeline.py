@@ -20,6 +20,7 @@ from bot.models import (
     ConversationState,
     Mention,
     Platform,
+    now_utc,
 )
 from bot.pipeline import Pipeline
 from bot.replay import ReplayReport, replay
@@ -50,7 +51,7 @@ def _replay(
 ) -> ReplayReport:
     # The pass-through classifier: these tests are about storage, threading and delivery.
     settings = load_settings(environ={}, database_url=database.url, classifier="none")
-    services = build(settings=settings, card_sink=sink, dry_run=dry_run, database=database)
+    services = build(settings=settings, team_sink=sink, dry_run=dry_run, database=database)
     with path.open("rb") as stream:
         records = read_file(path, stream, max_text_chars=20_000, received_at=NOW)
         return replay(
@@ -103,7 +104,7 @@ def test_replay_twice_stores_every_mention_once(database: Database) -> None:
     assert len(sink.delivered) == 5  # one card per inbound mention, none for the agent reply
     assert len({e.idempotency_key for e in sink.delivered}) == 5
     with database.transaction() as session:
-        counts = status.counts(session)
+        counts = status.counts(session, now=now_utc())
         assert counts.mentions == 5
         assert counts.interactions == {"inbound": 5, "outbound": 1}
         assert counts.jobs_pending == counts.outbox_pending == 0
@@ -236,7 +237,7 @@ def test_outbox_keeps_conversation_order_through_retries(database: Database) -> 
 
     sink = FlakyFirst()
     settings = load_settings(environ={}, database_url=database.url, classifier="none")
-    services = build(settings=settings, card_sink=sink, database=database)
+    services = build(settings=settings, team_sink=sink, database=database)
     path = FIXTURES / "replay" / "thread.jsonl"
     with path.open("rb") as stream:
         records = read_file(path, stream, max_text_chars=20_000, received_at=NOW)
@@ -251,28 +252,29 @@ def test_outbox_keeps_conversation_order_through_retries(database: Database) -> 
     assert x_cards == ["1853000000000000001", "1853000000000000003"]
 
 
-def test_conversation_life_cycle_rules() -> None:
+def test_conversation_life_cycle_rules(database: Database) -> None:
     """Allows new → assigned → responded → resolved, reopens on a new message, refuses resolved → assigned."""
-    conversation = Conversation(
-        id=1,
-        platform="x",
-        thread_key="1",
-        state="new",
-        created_at=NOW,
-        updated_at=NOW,
-        last_activity_at=NOW,
-    )
-    transition(conversation, ConversationState.ASSIGNED, at=NOW)
-    transition(conversation, ConversationState.RESPONDED, at=NOW)
-    assert conversation.first_response_at == NOW
-    later = datetime(2026, 11, 4, tzinfo=UTC)
-    transition(conversation, ConversationState.RESOLVED, at=later)
-    assert conversation.resolved_at == later
-    with pytest.raises(PipelineError, match="cannot go from resolved to assigned"):
-        transition(conversation, ConversationState.ASSIGNED, at=later)
-    transition(conversation, ConversationState.NEW, at=later)
-    assert conversation.resolved_at is None
-    assert conversation.first_response_at == NOW
+    with database.transaction() as session:
+        conversation = Conversation(
+            id=1,
+            platform="x",
+            thread_key="1",
+            state="new",
+            created_at=NOW,
+            updated_at=NOW,
+            last_activity_at=NOW,
+        )
+        transition(session, conversation, ConversationState.ASSIGNED, at=NOW)
+        transition(session, conversation, ConversationState.RESPONDED, at=NOW)
+        assert conversation.first_response_at == NOW
+        later = datetime(2026, 11, 4, tzinfo=UTC)
+        transition(session, conversation, ConversationState.RESOLVED, at=later)
+        assert conversation.resolved_at == later
+        with pytest.raises(PipelineError, match="cannot go from resolved to assigned"):
+            transition(session, conversation, ConversationState.ASSIGNED, at=later)
+        transition(session, conversation, ConversationState.NEW, at=later)
+        assert conversation.resolved_at is None
+        assert conversation.first_response_at == NOW
 
 
 def test_known_customer_turning_negative_is_flagged(database: Database) -> None:
@@ -280,7 +282,7 @@ def test_known_customer_turning_negative_is_flagged(database: Database) -> None:
     _import_crm(database)
     sink = RecordingSink()
     settings = load_settings(environ={}, database_url=database.url)
-    services = build(settings=settings, card_sink=sink, database=database)
+    services = build(settings=settings, team_sink=sink, database=database)
     path = FIXTURES / "replay" / "elena_turns.jsonl"
     with path.open("rb") as stream:
         records = read_file(path, stream, max_text_chars=20_000, received_at=NOW)

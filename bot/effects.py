@@ -1,0 +1,98 @@
+"""The effects the core asks of the outside world, as outbox rows (kind, keys, JSON payload).
+
+Cards, incident cards and escalations go to the team surface (Slack, or the console); a
+ticket step goes to its webhook. Effects of one conversation or incident share an ordering
+key, so they are delivered in the order they were made.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from bot.models import Incident, Interaction
+from storage.codec import incident_to_json, interaction_to_json
+from storage.sla import Timer
+
+CARD = "card"
+INCIDENT = "incident"
+INCIDENT_UPDATE = "incident_update"
+ESCALATION = "escalation"
+TICKET = "ticket"
+# Kinds the team surface shows; a ticket step is the one escalation that leaves it.
+TEAM_KINDS = (CARD, INCIDENT, INCIDENT_UPDATE, ESCALATION)
+
+Effect = dict[str, Any]
+
+
+def card(interaction: Interaction) -> Effect:
+    """Post a routed mention as a card in its channel."""
+    return {
+        "idempotency_key": f"{CARD}:{interaction.id}",
+        "kind": CARD,
+        "ordering_key": f"conversation:{interaction.conversation_id}",
+        "payload": interaction_to_json(interaction),
+    }
+
+
+def incident_opened(incident: Incident, first: Interaction) -> Effect:
+    """Post one card for a new incident, with its first report."""
+    return {
+        "idempotency_key": f"{INCIDENT}:{incident.id}",
+        "kind": INCIDENT,
+        "ordering_key": f"incident:{incident.id}",
+        "payload": {
+            "incident": incident_to_json(incident),
+            "interaction": interaction_to_json(first),
+        },
+    }
+
+
+def incident_updated(incident: Incident, latest: Interaction, joined: int) -> Effect:
+    """Update an incident's card: ``joined`` more reports, the latest of them shown."""
+    return {
+        "idempotency_key": f"{INCIDENT_UPDATE}:{incident.id}:{latest.id}",
+        "kind": INCIDENT_UPDATE,
+        "ordering_key": f"incident:{incident.id}",
+        "payload": {
+            "incident": incident_to_json(incident),
+            "interaction": interaction_to_json(latest),
+            "joined": joined,
+        },
+    }
+
+
+def escalation(timer: Timer, *, breached_at: datetime, mention: dict[str, Any]) -> Effect:
+    """Run one escalation step of a breached SLA (a ticket step goes to its webhook).
+
+    ``mention``: what the card showed of the mention that armed the timer (text, url, author).
+    """
+    step = timer.next_step
+    kind = TICKET if step is not None and step.kind == "ticket" else ESCALATION
+    ordering = (
+        f"incident:{timer.incident_id}"
+        if timer.incident_id is not None
+        else f"conversation:{timer.conversation_id}"
+    )
+    return {
+        "idempotency_key": f"{ESCALATION}:{timer.id}:{timer.generation}:{timer.step}",
+        "kind": kind,
+        "ordering_key": ordering,
+        "payload": {
+            "subject": timer.subject,
+            "conversation_id": timer.conversation_id,
+            "incident_id": timer.incident_id,
+            "interaction_id": timer.interaction_id,
+            "step": timer.step + 1,
+            "steps": len(timer.steps),
+            "action": step.kind if step else "breach",
+            "target": step.target if step else timer.channel,
+            "due_at": timer.due_at.isoformat(),
+            "breached_at": breached_at.isoformat(),
+            "overdue_seconds": int((breached_at - timer.due_at).total_seconds()),
+            "priority": timer.priority,
+            "playbook": timer.playbook,
+            "channel": timer.channel,
+            "mention": mention,
+        },
+    }

@@ -1,0 +1,205 @@
+"""SLA timers: arm, cancel, find due, and claim one escalation step at a time."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from bot.models import Decision, EscalationStep
+from storage.schema import InteractionRow, SlaTimer
+
+PENDING = "pending"
+EXHAUSTED = "exhausted"
+CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    """A pending timer as read from the database."""
+
+    id: int
+    subject: str
+    conversation_id: int | None
+    incident_id: int | None
+    interaction_id: int
+    due_at: datetime
+    step: int
+    generation: int
+    steps: tuple[EscalationStep, ...]
+    escalate_after: timedelta | None
+    playbook: str | None
+    priority: str | None
+    channel: str
+
+    @property
+    def next_step(self) -> EscalationStep | None:
+        """The step this breach runs; None when the playbook lists none (the breach is noted)."""
+        return self.steps[self.step] if self.step < len(self.steps) else None
+
+
+@dataclass(frozen=True, slots=True)
+class Arming:
+    """A respond decision that starts its subject's first-response timer."""
+
+    subject: str
+    conversation_id: int | None
+    incident_id: int | None
+    interaction_id: int
+    decision: Decision
+
+
+def _timer(row: SlaTimer) -> Timer:
+    return Timer(
+        id=row.id,
+        subject=row.subject,
+        conversation_id=row.conversation_id,
+        incident_id=row.incident_id,
+        interaction_id=row.interaction_id,
+        due_at=row.due_at,
+        step=row.step,
+        generation=row.generation,
+        steps=tuple(EscalationStep(s["kind"], s["target"]) for s in row.steps),
+        escalate_after=(
+            timedelta(seconds=row.escalate_after) if row.escalate_after is not None else None
+        ),
+        playbook=row.playbook,
+        priority=row.priority,
+        channel=row.channel,
+    )
+
+
+def _fields(arming: Arming) -> dict[str, object]:
+    decision = arming.decision
+    assert decision.respond_by is not None  # noqa: S101 - callers arm only timed decisions
+    return {
+        "conversation_id": arming.conversation_id,
+        "incident_id": arming.incident_id,
+        "interaction_id": arming.interaction_id,
+        "due_at": decision.respond_by,
+        "step": 0,
+        "steps": [{"kind": s.kind, "target": s.target} for s in decision.escalation],
+        "escalate_after": (
+            int(decision.escalate_after.total_seconds()) if decision.escalate_after else None
+        ),
+        "playbook": decision.playbook,
+        "priority": decision.priority.value if decision.priority else None,
+        "channel": decision.channel,
+    }
+
+
+def arm_all(session: Session, armings: Sequence[Arming], *, at: datetime) -> int:
+    """Start each subject's timer; return how many were started or tightened.
+
+    A subject with a pending timer keeps it, unless a later decision is due sooner and no step
+    has run yet (a P1 in a conversation waiting on a P3). A cancelled or exhausted timer is
+    re-armed from scratch with a new generation.
+    """
+    timed = [a for a in armings if a.decision.respond_by is not None]
+    if not timed:
+        return 0
+    rows = {
+        row.subject: row
+        for row in session.scalars(
+            select(SlaTimer).where(SlaTimer.subject.in_({a.subject for a in timed}))
+        )
+    }
+    changed = 0
+    for arming in timed:
+        fields = _fields(arming)
+        row = rows.get(arming.subject)
+        if row is None:
+            row = SlaTimer(
+                subject=arming.subject, state=PENDING, generation=1, armed_at=at, updated_at=at
+            )
+            for name, value in fields.items():
+                setattr(row, name, value)
+            session.add(row)
+            rows[arming.subject] = row
+        elif row.state != PENDING or (row.step == 0 and fields["due_at"] < row.due_at):  # type: ignore[operator]
+            rearm = row.state != PENDING
+            for name, value in fields.items():
+                setattr(row, name, value)
+            row.state, row.cancel_reason, row.updated_at = PENDING, None, at
+            if rearm:
+                row.generation += 1
+                row.armed_at = at
+        else:
+            continue
+        changed += 1
+    session.flush()
+    return changed
+
+
+def cancel_for_conversations(
+    session: Session, conversation_ids: Collection[int], *, reason: str, at: datetime
+) -> int:
+    """Stop the timers of these conversations and of the incidents their mentions joined."""
+    if not conversation_ids:
+        return 0
+    incidents = select(InteractionRow.incident_id).where(
+        InteractionRow.conversation_id.in_(conversation_ids),
+        InteractionRow.incident_id.is_not(None),
+    )
+    result = session.execute(
+        update(SlaTimer)
+        .where(
+            SlaTimer.state == PENDING,
+            or_(
+                SlaTimer.conversation_id.in_(conversation_ids), SlaTimer.incident_id.in_(incidents)
+            ),
+        )
+        .values(state=CANCELLED, cancel_reason=reason, updated_at=at)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def due(session: Session, *, now: datetime, limit: int = 100) -> list[Timer]:
+    """Pending timers whose deadline has passed, the most overdue first."""
+    rows = session.scalars(
+        select(SlaTimer)
+        .where(SlaTimer.state == PENDING, SlaTimer.due_at <= now)
+        .order_by(SlaTimer.due_at, SlaTimer.id)
+        .limit(limit)
+    )
+    return [_timer(row) for row in rows]
+
+
+def pending(session: Session, *, before: datetime | None = None) -> list[Timer]:
+    """Pending timers (due before ``before``, if given), soonest first."""
+    query = select(SlaTimer).where(SlaTimer.state == PENDING)
+    if before is not None:
+        query = query.where(SlaTimer.due_at < before)
+    return [_timer(row) for row in session.scalars(query.order_by(SlaTimer.due_at, SlaTimer.id))]
+
+
+def claim_step(session: Session, timer: Timer, *, at: datetime) -> bool:
+    """Move the timer past its current step; False if that step was already claimed or stopped.
+
+    The update only matches the exact state read (pending, same generation and step), so two
+    schedulers, or one restarted mid-way, run each step once.
+    """
+    following = timer.step + 1
+    more = following < len(timer.steps) and timer.escalate_after is not None
+    values: dict[str, object] = {"step": following, "updated_at": at}
+    if more:
+        assert timer.escalate_after is not None  # noqa: S101 - checked just above
+        values["due_at"] = timer.due_at + timer.escalate_after
+    else:
+        values["state"] = EXHAUSTED
+    result = session.execute(
+        update(SlaTimer)
+        .where(
+            SlaTimer.id == timer.id,
+            SlaTimer.state == PENDING,
+            SlaTimer.generation == timer.generation,
+            SlaTimer.step == timer.step,
+        )
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0) == 1  # type: ignore[attr-defined]
