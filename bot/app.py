@@ -105,6 +105,25 @@ def build_decider(settings: Settings) -> PlaybookDecider:
     )
 
 
+def build_slack_surface(settings: Settings, database: Database) -> Sink:
+    """Cards, incidents and escalations in Slack, with the configured token and channels."""
+    from slack_sdk import WebClient
+
+    from handlers.slack_surface import SlackSurface, channel_map
+    from storage.slack import SlackPlaces
+
+    if settings.slack_bot_token is None:
+        raise ConfigError("Slack needs EARFUL_SLACK_BOT_TOKEN (a bot token, xoxb-…)")
+    try:
+        channels = channel_map(settings.slack_channels)
+    except ValueError as exc:
+        raise ConfigError(f"setting EARFUL_SLACK_CHANNELS: {exc}") from None
+    client = WebClient(
+        token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url
+    )
+    return SlackSurface(client=client, places=SlackPlaces(database), channels=channels)
+
+
 def build_deliverer(
     database: Database, *, team_sink: Sink, ticket_sink: Sink | None = None
 ) -> Deliverer:
@@ -118,7 +137,7 @@ def build_deliverer(
 def build(
     *,
     settings: Settings,
-    team_sink: Sink,
+    team_sink: Sink | None = None,
     ticket_sink: Sink | None = None,
     dry_run: bool = False,
     database: Database | None = None,
@@ -126,6 +145,7 @@ def build(
 ) -> Services:
     """Wire the pipeline with its steps and the deliverer with its sinks.
 
+    ``team_sink``: where cards go; None for Slack, as configured.
     ``compare``: a second playbook directory whose decisions are recorded beside the real ones.
     """
     decider = build_decider(settings)
@@ -141,5 +161,9 @@ def build(
         compare=other,
         suggester=build_suggester(settings, decider, embedder=embedder),
     )
-    deliverer = build_deliverer(database, team_sink=team_sink, ticket_sink=ticket_sink)
+    deliverer = build_deliverer(
+        database,
+        team_sink=team_sink or build_slack_surface(settings, database),
+        ticket_sink=ticket_sink,
+    )
     return Services(settings=settings, database=database, pipeline=pipeline, deliverer=deliverer)

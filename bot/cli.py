@@ -24,6 +24,7 @@ from bot.app import (
     build_decider,
     build_deliverer,
     build_embedder,
+    build_slack_surface,
     build_suggester,
     open_database,
 )
@@ -108,6 +109,11 @@ def _open_input(path: Path) -> Path:
     return path
 
 
+def _team_sink(settings: Settings) -> Sink | None:
+    """The terminal, unless a Slack token is configured (None: build Slack's sink)."""
+    return None if settings.slack_bot_token else ConsoleView(console=out)
+
+
 class _DiscardCards:
     """The sink of a dry run: cards are counted in the report, never delivered."""
 
@@ -179,7 +185,7 @@ def _run_replay(
     *,
     settings: Settings,
     file: Path,
-    sink: Sink,
+    sink: Sink | None,
     dry_run: bool,
     fmt: Literal["auto", "jsonl", "csv"],
     column_map: dict[str, str],
@@ -357,7 +363,7 @@ def replay_command(
             raise InputError("--format", f"{fmt!r} is not one of auto, jsonl, csv")
         mapping = parse_column_map(column_map or [])
         _open_input(file)
-        sink: Sink = _DiscardCards() if dry_run else ConsoleView(console=out)
+        sink = _DiscardCards() if dry_run else _team_sink(settings)
         report, _ = _run_replay(
             settings=settings,
             file=file,
@@ -505,7 +511,7 @@ def demo_command(playbooks: PlaybooksOption = None, database: DatabaseOption = N
             report, db = _run_replay(
                 settings=settings,
                 file=sample,
-                sink=ConsoleView(console=out),
+                sink=ConsoleView(console=out),  # the demo never posts to a real workspace
                 dry_run=False,
                 fmt="jsonl",
                 column_map={},
@@ -589,7 +595,8 @@ def sla_check(database: DatabaseOption = None) -> None:
         breaches = []
         while fired := timers.fire_due():
             breaches += fired
-        delivery = build_deliverer(db, team_sink=ConsoleView(console=out)).drain(max_wait=0)
+        surface = _team_sink(settings) or build_slack_surface(settings, db)
+        delivery = build_deliverer(db, team_sink=surface).drain(max_wait=0)
         out.print(
             f"{len(breaches)} escalation step(s) ran; {delivery.delivered} delivered, "
             f"{delivery.retried} to retry, {delivery.failed} failed"

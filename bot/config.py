@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from bot.errors import ConfigError
 
@@ -36,6 +36,13 @@ class Settings(BaseModel):
     sentiment_model: str = "bundled"
     # For a Hugging Face model: its labels → Earful's, e.g. "LABEL_0=negative,LABEL_1=neutral,…".
     sentiment_labels: str | None = None
+    # Slack: with a bot token, cards go to Slack; without one, to the terminal.
+    slack_bot_token: SecretStr | None = None
+    # Playbook channel → Slack channel id, e.g. "#care=C0123,#incidents=C0456"; unmapped names
+    # are sent as they are (Slack accepts a public channel's name).
+    slack_channels: str | None = None
+    # The Web API's base URL; only changed for a stand-in or a proxy.
+    slack_api_url: str = "https://slack.com/api/"
     model_threads: int = Field(default=2, ge=1, le=64)
     model_batch_size: int = Field(default=32, ge=1, le=1024)
 

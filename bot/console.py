@@ -15,28 +15,32 @@ from storage.codec import incident_from_json, interaction_from_json
 from storage.outbox import Effect
 
 
-def _labels(classification: Classification) -> str:
+def label_parts(
+    classification: Classification, *, flag: str = "⚑", warn: str = "⚠", people: bool = True
+) -> list[str]:
+    """What the classifiers found, as short parts; ``people`` adds influence and value."""
     if not classification.classified:
-        return "unclassified"
+        return ["unclassified"]
     parts = []
     for name in ("sentiment", "intent"):
         score = getattr(classification, name)
         if score is not None:
             parts.append(f"{score.label} {score.score:.2f}")
     if classification.flags:
-        parts.append("⚑ " + ", ".join(classification.flags))
+        parts.append(f"{flag} " + ", ".join(classification.flags))
     if classification.language and classification.language not in ("en", "und"):
         parts.append(f"language {classification.language}")
     influence, value = classification.influence, classification.value
-    if influence is not None:
+    if influence is not None and people:
         score = f" {influence.score}" if influence.score is not None else ""
         parts.append(f"influence {influence.tier}{score}")
     if value is not None:
-        score = f" {value.score}" if value.score is not None else ""
-        parts.append(f"value {value.tier}{score}")
+        if people:
+            score = f" {value.score}" if value.score is not None else ""
+            parts.append(f"value {value.tier}{score}")
         if value.deviation:
-            parts.append(f"⚠ {value.deviation}")
-    return " · ".join(parts)
+            parts.append(f"{warn} {value.deviation}")
+    return parts
 
 
 def contact_label(contact: ContactSnapshot) -> str | None:
@@ -72,7 +76,7 @@ def render_card(card: Interaction) -> Panel:
     lines: list[Text] = [who, body]
     if mention.url:
         lines.append(Text(mention.url, style="blue underline"))
-    lines.append(Text(_labels(card.classification), style="magenta"))
+    lines.append(Text(" · ".join(label_parts(card.classification)), style="magenta"))
     outcome = (
         f"{decision.action.value} {decision.priority.value if decision.priority else ''}".strip()
         if decision.action

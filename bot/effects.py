@@ -7,7 +7,7 @@ key, so they are delivered in the order they were made.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from bot.models import Incident, Interaction
@@ -69,6 +69,8 @@ def escalation(timer: Timer, *, breached_at: datetime, mention: dict[str, Any]) 
     """
     step = timer.next_step
     kind = TICKET if step is not None and step.kind == "ticket" else ESCALATION
+    # The first response was due ``step`` escalation periods before this step.
+    response_due = timer.due_at - timer.step * (timer.escalate_after or timedelta(0))
     ordering = (
         f"incident:{timer.incident_id}"
         if timer.incident_id is not None
@@ -89,7 +91,8 @@ def escalation(timer: Timer, *, breached_at: datetime, mention: dict[str, Any]) 
             "target": step.target if step else timer.channel,
             "due_at": timer.due_at.isoformat(),
             "breached_at": breached_at.isoformat(),
-            "overdue_seconds": int((breached_at - timer.due_at).total_seconds()),
+            "response_due_at": response_due.isoformat(),
+            "overdue_seconds": int((breached_at - response_due).total_seconds()),
             "priority": timer.priority,
             "playbook": timer.playbook,
             "channel": timer.channel,

@@ -278,3 +278,15 @@ class Incident(Base):
     opened_at: Mapped[datetime]
     last_report_at: Mapped[datetime]
     resolved_at: Mapped[datetime | None]
+
+
+class SlackMessage(Base):
+    """Where a conversation's or incident's card was posted, so later messages thread under it."""
+
+    __tablename__ = "slack_messages"
+
+    # "conversation:<id>" or "incident:<id>".
+    subject: Mapped[str] = mapped_column(String(80), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(40))
+    ts: Mapped[str] = mapped_column(String(40))
+    posted_at: Mapped[datetime]

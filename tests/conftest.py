@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from support import PLAYBOOKS
 
 from storage.database import Database, normalise_url
 
@@ -91,3 +92,12 @@ def earful() -> Earful:
         )
 
     return run
+
+
+@pytest.fixture
+def playbooks(tmp_path: Path) -> Path:
+    """A directory holding `support.PLAYBOOKS`, the pipeline-level tests' playbook."""
+    directory = tmp_path / "playbooks"
+    directory.mkdir()
+    (directory / "care.yaml").write_text(PLAYBOOKS)
+    return directory

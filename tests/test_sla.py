@@ -1,8 +1,8 @@
 """SLA timers and incidents: a breach escalates once, a reply cancels, a restart loses nothing.
 
 The pipeline, the timers and delivery run for real on SQLite and PostgreSQL; time is a
-controllable clock. The classifier step is replaced by `TextLabels`, which reads the labels
-from the text, so that each test states exactly which playbook rule a mention meets.
+controllable clock. The classifier step is replaced by `support.TextLabels`, which reads the
+labels from the text, so that each test states exactly which playbook rule a mention meets.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import select
+from support import PLAYBOOKS, Clock, TextLabels
 
 from bot import effects
 from bot.delivery import Deliverer
@@ -25,15 +26,12 @@ from bot.errors import DeliveryRejected, RetryLater
 from bot.models import (
     Action,
     Author,
-    Classification,
-    ContactSnapshot,
     Decision,
     Direction,
     EscalationStep,
     Mention,
     Platform,
     Priority,
-    Score,
 )
 from bot.pipeline import Pipeline
 from bot.scheduler import SlaScheduler
@@ -47,71 +45,6 @@ from storage.outbox import Effect
 from storage.schema import AuditEntry, Incident, InteractionRow, OutboxRow, SlaTimer
 
 T0 = datetime(2026, 11, 4, 17, 40, tzinfo=UTC)
-
-PLAYBOOKS = """\
-name: care
-channel: "#care"
-rules:
-  - name: outage spike
-    when:
-      flags: [outage]
-      spike: {count: 3, within: 15m}
-    then: {action: respond, priority: P1, channel: "#incidents"}
-  - name: complaint
-    when: {intent: [complaint]}
-    then: {action: respond, priority: P2}
-  - name: praise
-    when: {intent: [praise]}
-    then: {action: watch, priority: P4}
-sla:
-  first_response: 30m
-  escalate_after: 15m
-escalation:
-  - notify: "#care-leads"
-  - mention: "@care-lead"
-  - page: on-call
-"""
-
-
-class TextLabels:
-    """Labels read from the text: "outage" raises the flag, "thanks" is praise, else complaint."""
-
-    name = "text-labels"
-
-    def classify(self, batch: Sequence[tuple[Mention, ContactSnapshot]]) -> list[Classification]:
-        """One classification per mention."""
-        results = []
-        for mention, _ in batch:
-            text = mention.text.lower()
-            praise = "thanks" in text
-            results.append(
-                Classification(
-                    classified=True,
-                    sentiment=Score("positive" if praise else "negative", 0.9),
-                    intent=Score("praise" if praise else "complaint", 0.9),
-                    flags=("outage",) if "outage" in text else (),
-                    language="en",
-                )
-            )
-        return results
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, at: datetime) -> None:
-        self.now = at
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@pytest.fixture
-def playbooks(tmp_path: Path) -> Path:
-    directory = tmp_path / "playbooks"
-    directory.mkdir()
-    (directory / "care.yaml").write_text(PLAYBOOKS)
-    return directory
 
 
 def _pipeline(database: Database, playbooks: Path, clock: Clock) -> Pipeline:

@@ -1,0 +1,192 @@
+"""The team surface in Slack: deliver cards, incidents and escalations with slack_sdk.
+
+A conversation's first card is posted to its playbook's channel; every later card of the
+conversation goes into that card's thread. An incident has one card, updated in place as
+reports join, with each update's latest report in its thread. An escalation step is posted
+in the card's thread, and a ``notify`` step also in the channel it names, with a link.
+
+Delivery runs from the outbox, which retries: a 429 becomes `RetryLater` with Slack's
+Retry-After (never slack_sdk's own sleeping retry, which would hold up every other
+conversation), 5xx and network errors are retried with backoff, and errors that retrying
+cannot fix (a channel that does not exist, a revoked token) fail the effect with the reason.
+Posts are paced to one per second per channel, Slack's documented limit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+from bot import effects
+from bot.errors import DeliveryRejected, RetryLater
+from handlers.slack_blocks import (
+    Block,
+    card_blocks,
+    escalation_text,
+    incident_blocks,
+    report_blocks,
+)
+from storage.codec import incident_from_json, interaction_from_json
+from storage.outbox import Effect
+from storage.slack import Posted, SlackPlaces
+
+# Slack error codes that no retry will fix.
+_PERMANENT = frozenset(
+    {
+        "channel_not_found",
+        "not_in_channel",
+        "is_archived",
+        "invalid_auth",
+        "not_authed",
+        "account_inactive",
+        "token_revoked",
+        "token_expired",
+        "missing_scope",
+        "invalid_blocks",
+        "invalid_blocks_format",
+        "msg_too_long",
+        "no_text",
+        "restricted_action",
+        "message_not_found",
+        "cant_update_message",
+    }
+)
+
+
+def channel_map(spec: str | None) -> dict[str, str]:
+    """``"#care=C0123,#incidents=C0456"`` → {"#care": "C0123", …}; queue names stay as given."""
+    if not spec:
+        return {}
+    mapping = {}
+    for part in spec.split(","):
+        name, sep, channel_id = part.strip().partition("=")
+        if not sep or not name.strip() or not channel_id.strip():
+            raise ValueError(f"{part.strip()!r} is not QUEUE=CHANNEL_ID")
+        mapping[name.strip()] = channel_id.strip()
+    return mapping
+
+
+class SlackSurface:
+    """A sink for the team effects; ``channels`` maps a playbook channel to a Slack channel id."""
+
+    def __init__(
+        self,
+        *,
+        client: WebClient,
+        places: SlackPlaces,
+        channels: Mapping[str, str] | None = None,
+        min_interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.client = client
+        self.places = places
+        self.channels = dict(channels or {})
+        self.min_interval = min_interval
+        self.clock = clock
+        self.sleep = sleep
+        self._last_post: dict[str, float] = {}
+
+    def deliver(self, effect: Effect) -> None:
+        """Post or update in Slack; raise `RetryLater` / `DeliveryRejected` when Slack cannot."""
+        handlers: dict[str, Callable[[dict[str, Any]], None]] = {
+            effects.CARD: self._card,
+            effects.INCIDENT: self._incident,
+            effects.INCIDENT_UPDATE: self._incident_update,
+            effects.ESCALATION: self._escalation,
+        }
+        handler = handlers.get(effect.kind)
+        if handler is None:
+            raise DeliveryRejected(f"Slack cannot show {effect.kind!r} effects")
+        try:
+            handler(effect.payload)
+        except SlackApiError as exc:
+            raise _failure(exc) from None
+        except (SlackClientError, OSError) as exc:  # network errors, timeouts
+            raise RetryLater(f"Slack unreachable: {type(exc).__name__}") from None
+
+    def _channel(self, name: str) -> str:
+        return self.channels.get(name, name)
+
+    def _post(
+        self, channel: str, text: str, blocks: list[Block] | None, *, thread: str | None = None
+    ) -> Posted:
+        last = self._last_post.get(channel)
+        if last is not None:
+            wait = self.min_interval - (self.clock() - last)
+            if wait > 0:
+                self.sleep(wait)
+        response = self.client.chat_postMessage(
+            channel=channel,
+            text=text,
+            blocks=blocks,
+            thread_ts=thread,
+            unfurl_links=False,
+            unfurl_media=False,
+        )
+        self._last_post[channel] = self.clock()
+        return Posted(str(response["channel"]), str(response["ts"]))
+
+    def _card(self, payload: dict[str, Any]) -> None:
+        card = interaction_from_json(payload)
+        subject = f"conversation:{card.conversation_id}"
+        place = self.places.find(subject)
+        text, blocks = card_blocks(card)
+        if place is not None:
+            self._post(place.channel, text, blocks, thread=place.ts)
+            return
+        assert card.decision is not None  # noqa: S101 - cards are made for judged mentions
+        posted = self._post(self._channel(card.decision.channel), text, blocks)
+        self.places.remember(subject, posted)
+
+    def _incident(self, payload: dict[str, Any]) -> None:
+        incident = incident_from_json(payload["incident"])
+        subject = f"incident:{incident.id}"
+        if self.places.find(subject) is not None:
+            return  # posted before a crash kept the outbox from hearing it
+        text, blocks = incident_blocks(incident, interaction_from_json(payload["interaction"]))
+        self.places.remember(subject, self._post(self._channel(incident.channel), text, blocks))
+
+    def _incident_update(self, payload: dict[str, Any]) -> None:
+        incident = incident_from_json(payload["incident"])
+        place = self.places.find(f"incident:{incident.id}")
+        if place is None:
+            raise RetryLater(f"incident {incident.id} has no card yet")
+        latest = interaction_from_json(payload["interaction"])
+        text, blocks = incident_blocks(incident, latest)
+        self.client.chat_update(channel=place.channel, ts=place.ts, text=text, blocks=blocks)
+        report_text, report = report_blocks(latest)
+        self._post(place.channel, report_text, report, thread=place.ts)
+
+    def _escalation(self, payload: dict[str, Any]) -> None:
+        text = escalation_text(payload)
+        place = self.places.find(str(payload["subject"]))
+        if place is not None:
+            self._post(place.channel, text, None, thread=place.ts)
+        if payload["action"] == "notify" or place is None:
+            target = self._channel(
+                str(payload["target"] if payload["action"] == "notify" else payload["channel"])
+            )
+            link = ""
+            if place is not None:
+                permalink = self.client.chat_getPermalink(
+                    channel=place.channel, message_ts=place.ts
+                )
+                link = f" <{permalink['permalink']}|card>"
+            self._post(target, text + link, None)
+
+
+def _failure(exc: SlackApiError) -> RetryLater | DeliveryRejected:
+    response = exc.response
+    error = str(response.get("error", "unknown_error")) if response is not None else "no response"
+    status = response.status_code if response is not None else 0
+    if status == 429 or error == "ratelimited":
+        after = response.headers.get("Retry-After") if response is not None else None
+        return RetryLater("Slack rate limit", float(after) if after else None)
+    if error in _PERMANENT:
+        return DeliveryRejected(f"Slack refused the message: {error}")
+    return RetryLater(f"Slack answered {status} {error}")
