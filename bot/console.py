@@ -138,5 +138,8 @@ class ConsoleView:
             self.console.print(render_incident(effect.payload, opened=opened))
         elif effect.kind == effects.ESCALATION:
             self.console.print(render_escalation(effect.payload))
+        elif effect.kind == effects.CARD_STATUS:
+            card = interaction_from_json(effect.payload["card"])
+            self.console.print(Text(f"↳ card {card.id}: {effect.payload['status']}", style="cyan"))
         else:
             raise DeliveryRejected(f"the console cannot show {effect.kind!r} effects")

@@ -7,6 +7,7 @@ key, so they are delivered in the order they were made.
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,9 +19,10 @@ CARD = "card"
 INCIDENT = "incident"
 INCIDENT_UPDATE = "incident_update"
 ESCALATION = "escalation"
+CARD_STATUS = "card_status"
 TICKET = "ticket"
 # Kinds the team surface shows; a ticket step is the one escalation that leaves it.
-TEAM_KINDS = (CARD, INCIDENT, INCIDENT_UPDATE, ESCALATION)
+TEAM_KINDS = (CARD, INCIDENT, INCIDENT_UPDATE, ESCALATION, CARD_STATUS)
 
 Effect = dict[str, Any]
 
@@ -32,6 +34,18 @@ def card(interaction: Interaction) -> Effect:
         "kind": CARD,
         "ordering_key": f"conversation:{interaction.conversation_id}",
         "payload": interaction_to_json(interaction),
+    }
+
+
+def card_status(
+    card: dict[str, Any], conversation_id: int, status: str, channel: str, ts: str
+) -> Effect:
+    """Show an agent's action on the card they clicked (the card's payload, as posted)."""
+    return {
+        "idempotency_key": f"{CARD_STATUS}:{uuid.uuid4().hex}",  # each click is its own action
+        "kind": CARD_STATUS,
+        "ordering_key": f"conversation:{conversation_id}",
+        "payload": {"card": card, "status": status, "channel": channel, "ts": ts},
     }
 
 

@@ -93,7 +93,10 @@ def _decision(card: Interaction) -> str:
 
 
 def card_blocks(card: Interaction, *, status: str | None = None) -> tuple[str, list[Block]]:
-    """The fallback text and the blocks of a mention's card; ``status`` e.g. "claimed by @ana"."""
+    """The fallback text and the blocks of a mention's card.
+
+    ``status`` is Earful's own mrkdwn (e.g. ``Claimed by <@U123>``), shown as it is.
+    """
     mention = card.mention
     text = escape(mention.text if len(mention.text) <= 2500 else mention.text[:2500] + "…")
     link = f"\n<{mention.url}|Open on {mention.platform.value}>" if mention.url else ""
@@ -123,7 +126,7 @@ def card_blocks(card: Interaction, *, status: str | None = None) -> tuple[str, l
             }
         )
     if status:
-        blocks.append({"type": "context", "elements": [_mrkdwn(f"*{escape(status)}*")]})
+        blocks.append({"type": "context", "elements": [_mrkdwn(f"*{status}*")]})
     blocks.append(
         {
             "type": "actions",

@@ -98,6 +98,7 @@ class SlackSurface:
             effects.INCIDENT: self._incident,
             effects.INCIDENT_UPDATE: self._incident_update,
             effects.ESCALATION: self._escalation,
+            effects.CARD_STATUS: self._card_status,
         }
         handler = handlers.get(effect.kind)
         if handler is None:
@@ -161,6 +162,13 @@ class SlackSurface:
         self.client.chat_update(channel=place.channel, ts=place.ts, text=text, blocks=blocks)
         report_text, report = report_blocks(latest)
         self._post(place.channel, report_text, report, thread=place.ts)
+
+    def _card_status(self, payload: dict[str, Any]) -> None:
+        card = interaction_from_json(payload["card"])
+        text, blocks = card_blocks(card, status=str(payload["status"]))
+        self.client.chat_update(
+            channel=str(payload["channel"]), ts=str(payload["ts"]), text=text, blocks=blocks
+        )
 
     def _escalation(self, payload: dict[str, Any]) -> None:
         text = escalation_text(payload)

@@ -70,8 +70,16 @@ def _handler(state: SlackState) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(data)
 
         def do_POST(self) -> None:  # noqa: N802 - the http.server API
-            method = self.path.rsplit("/", 1)[-1]
+            method = self.path.split("?", 1)[0].rsplit("/", 1)[-1]
             raw = self.rfile.read(int(self.headers.get("Content-Length", "0"))).decode()
+            if self.path.startswith("/respond/"):  # a response_url: no token, plain "ok"
+                with state.lock:
+                    state.calls.append(Call("response_url", json.loads(raw)))
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+                return
             if self.headers.get("Content-Type", "").startswith("application/json"):
                 body = json.loads(raw) if raw else {}
             else:
@@ -94,6 +102,8 @@ def _handler(state: SlackState) -> type[BaseHTTPRequestHandler]:
             self._send(200, answer)
 
         def _answer(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
+            if method == "auth.test":
+                return {"ok": True, "team_id": "T0EARFUL", "user_id": "U0BOT", "bot_id": "B0BOT"}
             channel = str(body.get("channel", ""))
             channel_id = state.channels.get(
                 channel, channel if channel in state.channels.values() else None
@@ -127,7 +137,10 @@ def _handler(state: SlackState) -> type[BaseHTTPRequestHandler]:
 
 @contextmanager
 def slack_standin(channels: dict[str, str]) -> Iterator[tuple[str, SlackState]]:
-    """Run the stand-in; yields its API base URL (for ``WebClient(base_url=…)``) and its state."""
+    """Run the stand-in; yields its API base URL (for ``WebClient(base_url=…)``) and its state.
+
+    Response URLs for interactive payloads are ``<server>/respond/<anything>``.
+    """
     state = SlackState(channels=dict(channels))
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -1,0 +1,249 @@
+"""Card buttons through slack-bolt's own request path: signed requests, real AsyncApp.
+
+Each click is a form-encoded ``payload`` signed with the test signing secret
+(`slack_sdk.signature`), dispatched through `AsyncApp.async_dispatch`, so bolt's signature
+and timestamp checks, its ack and the listener all run as in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_sdk import WebClient
+from slack_sdk.signature import SignatureVerifier
+from slack_standin import TOKEN, SlackState, slack_standin
+from sqlalchemy import select
+from support import Clock, TextLabels
+
+from bot import effects
+from bot.delivery import Deliverer
+from bot.models import Author, Mention, Platform
+from bot.pipeline import Pipeline
+from bot.workbench import Workbench
+from handlers.slack_actions import build_app
+from handlers.slack_surface import SlackSurface
+from playbooks.engine import PlaybookDecider
+from playbooks.loader import load_playbooks
+from storage import sla
+from storage.database import Database
+from storage.schema import AuditEntry, Conversation, SlaTimer
+from storage.slack import SlackPlaces
+
+SECRET = "test-signing-secret-8f3a"  # noqa: S105 - a test secret
+AGENT, OUTSIDER = "U0AGENT", "U0OUTSIDER"
+T0 = datetime(2026, 11, 4, 17, 40, tzinfo=UTC)
+
+
+@pytest.fixture
+def slack() -> Iterator[tuple[str, SlackState]]:
+    with slack_standin({"#care": "C0CARE", "#care-leads": "C0LEADS"}) as running:
+        yield running
+
+
+def _deliver(database: Database, url: str) -> None:
+    surface = SlackSurface(
+        client=WebClient(token=TOKEN, base_url=url), places=SlackPlaces(database), min_interval=0
+    )
+    stats = Deliverer(
+        database=database, sinks={kind: surface for kind in effects.TEAM_KINDS}
+    ).drain(max_wait=0)
+    assert stats.failed == 0
+
+
+def _card(database: Database, playbooks: Path, url: str, state: SlackState) -> tuple[int, str]:
+    """A complaint judged, its card posted; returns the interaction id and the card's ts."""
+    pipeline = Pipeline(
+        database=database,
+        classifier=TextLabels(),
+        decider=PlaybookDecider(load_playbooks(playbooks), triage_channel="#care"),
+        clock=Clock(T0),
+    )
+    pipeline.ingest(
+        [
+            Mention(
+                platform=Platform.X,
+                external_id="1880000000000000001",
+                text="my router is broken again",
+                author=Author(handle="dana_cole"),
+                created_at=T0,
+            )
+        ]
+    )
+    pipeline.process_pending()
+    _deliver(database, url)
+    (post,) = state.posts()
+    ((channel, ts),) = state.messages
+    assert channel == "C0CARE"
+    interaction_id = int(post.body["blocks"][-1]["elements"][0]["value"])
+    return interaction_id, ts
+
+
+def _app(database: Database, url: str) -> AsyncApp:
+    return build_app(
+        token=TOKEN,
+        signing_secret=SECRET,
+        workbench=Workbench(database=database, clock=Clock(T0 + timedelta(minutes=5))),
+        agents={AGENT},
+        api_url=url,
+    )
+
+
+def _click(
+    app: AsyncApp,
+    url: str,
+    *,
+    action: str,
+    value: int,
+    ts: str,
+    user: str = AGENT,
+    secret: str | None = SECRET,
+    age: float = 0,
+) -> int:
+    """Send one signed block_actions request through bolt; return the HTTP status."""
+    payload = {
+        "type": "block_actions",
+        "user": {"id": user, "username": user.lower()},
+        "team": {"id": "T0EARFUL"},
+        "api_app_id": "A0EARFUL",
+        "container": {"type": "message", "channel_id": "C0CARE", "message_ts": ts},
+        "channel": {"id": "C0CARE"},
+        "message": {"ts": ts, "type": "message"},
+        "trigger_id": "1.2.3",
+        "response_url": url.replace("/api/", "/respond/T0/1/abc"),
+        "actions": [
+            {
+                "type": "button",
+                "action_id": f"earful.{action}",
+                "block_id": f"earful.card.{value}",
+                "value": str(value),
+                "action_ts": str(time.time()),
+            }
+        ],
+    }
+    body = urlencode({"payload": json.dumps(payload)})
+    headers = {"content-type": "application/x-www-form-urlencoded"}
+    if secret is not None:
+        timestamp = str(int(time.time() - age))
+        signature = SignatureVerifier(secret).generate_signature(timestamp=timestamp, body=body)
+        assert signature is not None
+        headers |= {"x-slack-request-timestamp": timestamp, "x-slack-signature": signature}
+
+    async def send() -> int:
+        response = await app.async_dispatch(AsyncBoltRequest(body=body, headers=headers))
+        await asyncio.sleep(0)
+        # The listener runs after the ack: wait for its task to finish.
+        pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        if pending:
+            await asyncio.wait(pending, timeout=10)
+        return response.status
+
+    return asyncio.run(send())
+
+
+def _conversation(database: Database) -> Conversation:
+    with database.transaction() as session:
+        return session.scalars(select(Conversation)).one()
+
+
+def _audit(database: Database) -> list[str]:
+    with database.transaction() as session:
+        return list(session.scalars(select(AuditEntry.action).where(AuditEntry.origin == "slack")))
+
+
+def test_claim_assigns_the_conversation_and_updates_the_card(
+    database: Database, playbooks: Path, slack: tuple[str, SlackState]
+) -> None:
+    """An agent's Claim: acked, the conversation assigned to them, the card shows who."""
+    url, state = slack
+    interaction_id, ts = _card(database, playbooks, url, state)
+    app = _app(database, url)
+    assert _click(app, url, action="claim", value=interaction_id, ts=ts) == 200
+    conversation = _conversation(database)
+    assert (conversation.state, conversation.assignee) == ("assigned", AGENT)
+    assert _audit(database) == ["card.claim"]
+    _deliver(database, url)
+    (update,) = [c for c in state.calls if c.method == "chat.update"]
+    assert (update.body["channel"], update.body["ts"]) == ("C0CARE", ts)
+    assert "Claimed by <@U0AGENT>" in json.dumps(update.body["blocks"])
+
+
+def test_resolve_and_dismiss_close_the_conversation_and_stop_its_timer(
+    database: Database, playbooks: Path, slack: tuple[str, SlackState]
+) -> None:
+    """Resolve closes the conversation and cancels its SLA timer; a later claim is refused."""
+    url, state = slack
+    interaction_id, ts = _card(database, playbooks, url, state)
+    app = _app(database, url)
+    assert _click(app, url, action="resolve", value=interaction_id, ts=ts) == 200
+    conversation = _conversation(database)
+    assert conversation.state == "resolved"
+    assert conversation.resolved_at == T0 + timedelta(minutes=5)
+    with database.transaction() as session:
+        timer = session.scalars(select(SlaTimer)).one()
+    assert (timer.state, timer.cancel_reason) == (sla.CANCELLED, "resolved")
+
+    assert _click(app, url, action="claim", value=interaction_id, ts=ts) == 200
+    refusals = [c.body["text"] for c in state.calls if c.method == "response_url"]
+    assert refusals == [
+        f"Nothing changed: card {interaction_id}: the conversation is already resolved"
+    ]
+    assert _conversation(database).assignee is None
+
+
+def test_dismiss_closes_the_conversation(
+    database: Database, playbooks: Path, slack: tuple[str, SlackState]
+) -> None:
+    url, state = slack
+    interaction_id, ts = _card(database, playbooks, url, state)
+    assert _click(_app(database, url), url, action="dismiss", value=interaction_id, ts=ts) == 200
+    assert _conversation(database).state == "dismissed"
+    assert _audit(database) == ["card.dismiss"]
+
+
+def test_a_user_outside_the_agent_group_cannot_act(
+    database: Database, playbooks: Path, slack: tuple[str, SlackState]
+) -> None:
+    """The click is acknowledged, the user told privately, and nothing changes."""
+    url, state = slack
+    interaction_id, ts = _card(database, playbooks, url, state)
+    app = _app(database, url)
+    assert _click(app, url, action="resolve", value=interaction_id, ts=ts, user=OUTSIDER) == 200
+    assert _conversation(database).state == "new"
+    assert _audit(database) == []
+    (note,) = [c.body for c in state.calls if c.method == "response_url"]
+    assert note["response_type"] == "ephemeral"
+    assert "agent group" in note["text"]
+
+
+@pytest.mark.parametrize(
+    ("secret", "age"),
+    [
+        pytest.param("forged-secret", 0, id="forged"),
+        pytest.param(None, 0, id="unsigned"),
+        pytest.param(SECRET, 6 * 60, id="six-minutes-old"),
+    ],
+)
+def test_forged_unsigned_and_stale_requests_are_rejected(
+    database: Database,
+    playbooks: Path,
+    slack: tuple[str, SlackState],
+    secret: str | None,
+    age: float,
+) -> None:
+    """Bolt answers 401 before any listener runs; the conversation is untouched."""
+    url, state = slack
+    interaction_id, ts = _card(database, playbooks, url, state)
+    app = _app(database, url)
+    status = _click(app, url, action="resolve", value=interaction_id, ts=ts, secret=secret, age=age)
+    assert status == 401
+    assert _conversation(database).state == "new"
+    assert _audit(database) == []
