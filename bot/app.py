@@ -19,6 +19,8 @@ from playbooks.loader import load_playbooks
 from storage.database import Database
 
 if TYPE_CHECKING:
+    from slack_bolt.async_app import AsyncApp
+
     from classifiers.text_model import MiniLMModel
     from playbooks.suggest import Suggester
 
@@ -122,6 +124,32 @@ def build_slack_surface(settings: Settings, database: Database) -> Sink:
         token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url
     )
     return SlackSurface(client=client, places=SlackPlaces(database), channels=channels)
+
+
+def build_slack_app(settings: Settings, database: Database) -> AsyncApp | None:
+    """The Slack app for card buttons, or None when no Slack token is configured."""
+    if settings.slack_bot_token is None:
+        return None
+    from bot.workbench import Workbench
+    from handlers.slack_actions import build_app
+
+    if settings.slack_signing_secret is None:
+        raise ConfigError(
+            "Slack needs EARFUL_SLACK_SIGNING_SECRET (Basic Information → App Credentials) "
+            "to accept its requests"
+        )
+    agents = [a.strip() for a in (settings.slack_agents or "").split(",") if a.strip()]
+    if not agents:
+        raise ConfigError(
+            "EARFUL_SLACK_AGENTS is empty: list the Slack user ids allowed to act on cards"
+        )
+    return build_app(
+        token=settings.slack_bot_token.get_secret_value(),
+        signing_secret=settings.slack_signing_secret.get_secret_value(),
+        workbench=Workbench(database=database),
+        agents=agents,
+        api_url=settings.slack_api_url,
+    )
 
 
 def build_deliverer(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import json
 import sys
@@ -24,6 +25,7 @@ from bot.app import (
     build_decider,
     build_deliverer,
     build_embedder,
+    build_slack_app,
     build_slack_surface,
     build_suggester,
     open_database,
@@ -32,11 +34,12 @@ from bot.classify import classify_records
 from bot.config import Settings, load_settings
 from bot.console import ConsoleView
 from bot.delivery import Sink
-from bot.errors import EarfulError, InputError
+from bot.errors import ConfigError, EarfulError, InputError
 from bot.logs import configure_logging
 from bot.models import Decision, now_utc
 from bot.pipeline import Change
 from bot.replay import ReplayReport, replay
+from bot.service import SLACK_PATH, Service
 from bot.sla import SlaTimers
 from handlers.crm_import import read_crm_csv
 from handlers.file_import import parse_column_map, read_file, read_jsonl, read_text_lines
@@ -441,6 +444,38 @@ def classify_command(
         if errors:
             err.print(f"{errors} line(s) rejected; {written - errors} classified")
             raise typer.Exit(1)
+
+
+@app.command("run")
+def run_command(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port for Slack's requests and /healthz.")] = 3000,
+    playbooks: PlaybooksOption = None,
+    database: DatabaseOption = None,
+) -> None:
+    """The service: pipeline, delivery, SLA timers and the Slack app, until Ctrl-C or SIGTERM."""
+    with _errors():
+        settings = _settings(database, playbooks)
+        services = build(settings=settings, team_sink=_team_sink(settings))
+        slack_app = build_slack_app(settings, services.database)
+        service = Service(services=services, slack_app=slack_app, host=host, port=port)
+        ready = asyncio.Event()
+
+        async def serve() -> None:
+            task = asyncio.create_task(service.run(on_ready=ready))
+            await ready.wait()
+            slack = f"Slack requests at {SLACK_PATH}" if slack_app else "no Slack configured"
+            out.print(
+                f"earful run: http://{host}:{port} ({slack}; /healthz); "
+                f"database {services.database.display_url}; Ctrl-C stops"
+            )
+            await task
+
+        try:
+            asyncio.run(serve())
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+        out.print("earful run: stopped")
 
 
 @app.command("status")

@@ -41,6 +41,10 @@ class Settings(BaseModel):
     # Playbook channel → Slack channel id, e.g. "#care=C0123,#incidents=C0456"; unmapped names
     # are sent as they are (Slack accepts a public channel's name).
     slack_channels: str | None = None
+    # Verifies that requests to `earful run`'s Slack endpoint come from Slack.
+    slack_signing_secret: SecretStr | None = None
+    # Slack user ids allowed to act on cards (comma-separated).
+    slack_agents: str | None = None
     # The Web API's base URL; only changed for a stand-in or a proxy.
     slack_api_url: str = "https://slack.com/api/"
     model_threads: int = Field(default=2, ge=1, le=64)

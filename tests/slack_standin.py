@@ -11,12 +11,15 @@ from __future__ import annotations
 import json
 import random
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
+
+from slack_sdk.signature import SignatureVerifier
 
 TOKEN = "xoxb-test-0000-earful"  # noqa: S105 - a test token, searched for in logs
 
@@ -150,3 +153,47 @@ def slack_standin(channels: dict[str, str]) -> Iterator[tuple[str, SlackState]]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def signed_action(
+    *,
+    action: str,
+    value: int,
+    channel: str,
+    ts: str,
+    user: str,
+    response_url: str,
+    secret: str | None,
+    age: float = 0,
+) -> tuple[str, dict[str, str]]:
+    """A ``block_actions`` click as Slack sends it: form-encoded body and signed headers.
+
+    ``secret`` None leaves the request unsigned; ``age`` dates it that many seconds back.
+    """
+    payload = {
+        "type": "block_actions",
+        "user": {"id": user, "username": user.lower()},
+        "team": {"id": "T0EARFUL"},
+        "api_app_id": "A0EARFUL",
+        "container": {"type": "message", "channel_id": channel, "message_ts": ts},
+        "channel": {"id": channel},
+        "message": {"ts": ts, "type": "message"},
+        "trigger_id": "1.2.3",
+        "response_url": response_url,
+        "actions": [
+            {
+                "type": "button",
+                "action_id": f"earful.{action}",
+                "block_id": f"earful.card.{value}",
+                "value": str(value),
+                "action_ts": str(time.time()),
+            }
+        ],
+    }
+    body = urlencode({"payload": json.dumps(payload)})
+    headers = {"content-type": "application/x-www-form-urlencoded"}
+    if secret is not None:
+        timestamp = str(int(time.time() - age))
+        signature = SignatureVerifier(secret).generate_signature(timestamp=timestamp, body=body)
+        headers |= {"x-slack-request-timestamp": timestamp, "x-slack-signature": str(signature)}
+    return body, headers

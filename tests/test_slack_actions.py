@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlencode
 
 import pytest
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk import WebClient
-from slack_sdk.signature import SignatureVerifier
-from slack_standin import TOKEN, SlackState, slack_standin
+from slack_standin import TOKEN, SlackState, signed_action, slack_standin
 from sqlalchemy import select
 from support import Clock, TextLabels
 
@@ -109,33 +106,16 @@ def _click(
     age: float = 0,
 ) -> int:
     """Send one signed block_actions request through bolt; return the HTTP status."""
-    payload = {
-        "type": "block_actions",
-        "user": {"id": user, "username": user.lower()},
-        "team": {"id": "T0EARFUL"},
-        "api_app_id": "A0EARFUL",
-        "container": {"type": "message", "channel_id": "C0CARE", "message_ts": ts},
-        "channel": {"id": "C0CARE"},
-        "message": {"ts": ts, "type": "message"},
-        "trigger_id": "1.2.3",
-        "response_url": url.replace("/api/", "/respond/T0/1/abc"),
-        "actions": [
-            {
-                "type": "button",
-                "action_id": f"earful.{action}",
-                "block_id": f"earful.card.{value}",
-                "value": str(value),
-                "action_ts": str(time.time()),
-            }
-        ],
-    }
-    body = urlencode({"payload": json.dumps(payload)})
-    headers = {"content-type": "application/x-www-form-urlencoded"}
-    if secret is not None:
-        timestamp = str(int(time.time() - age))
-        signature = SignatureVerifier(secret).generate_signature(timestamp=timestamp, body=body)
-        assert signature is not None
-        headers |= {"x-slack-request-timestamp": timestamp, "x-slack-signature": signature}
+    body, headers = signed_action(
+        action=action,
+        value=value,
+        channel="C0CARE",
+        ts=ts,
+        user=user,
+        response_url=url.replace("/api/", "/respond/T0/1/abc"),
+        secret=secret,
+        age=age,
+    )
 
     async def send() -> int:
         response = await app.async_dispatch(AsyncBoltRequest(body=body, headers=headers))
