@@ -13,6 +13,7 @@ from bot.errors import ConfigError
 from bot.pipeline import Pipeline
 from classifiers.base import Classifier
 from classifiers.unclassified import Unclassified
+from handlers.reply_log import LoggedReplies
 from handlers.ticket_webhook import TicketWebhook
 from playbooks.engine import PlaybookDecider
 from playbooks.loader import load_playbooks
@@ -153,12 +154,17 @@ def build_slack_app(settings: Settings, database: Database) -> AsyncApp | None:
 
 
 def build_deliverer(
-    database: Database, *, team_sink: Sink, ticket_sink: Sink | None = None
+    database: Database,
+    *,
+    team_sink: Sink,
+    ticket_sink: Sink | None = None,
+    reply_sink: Sink | None = None,
 ) -> Deliverer:
     """Delivery of every effect kind: the team surface shows cards, incidents and escalations;
-    ticket steps go to their webhook."""
+    ticket steps go to their webhook; replies to their source (logged until sources exist)."""
     sinks: dict[str, Sink] = {kind: team_sink for kind in effects.TEAM_KINDS}
     sinks[effects.TICKET] = ticket_sink or TicketWebhook()
+    sinks[effects.REPLY] = reply_sink or LoggedReplies()
     return Deliverer(database=database, sinks=sinks)
 
 

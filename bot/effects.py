@@ -20,6 +20,7 @@ INCIDENT = "incident"
 INCIDENT_UPDATE = "incident_update"
 ESCALATION = "escalation"
 CARD_STATUS = "card_status"
+REPLY = "reply"
 TICKET = "ticket"
 # Kinds the team surface shows; a ticket step is the one escalation that leaves it.
 TEAM_KINDS = (CARD, INCIDENT, INCIDENT_UPDATE, ESCALATION, CARD_STATUS)
@@ -46,6 +47,23 @@ def card_status(
         "kind": CARD_STATUS,
         "ordering_key": f"conversation:{conversation_id}",
         "payload": {"card": card, "status": status, "channel": channel, "ts": ts},
+    }
+
+
+def reply(
+    *, interaction_id: int, conversation_id: int, platform: str, in_reply_to: str, text: str
+) -> Effect:
+    """Post an agent's reply on the source, under the customer's message."""
+    return {
+        "idempotency_key": f"{REPLY}:{interaction_id}",
+        "kind": REPLY,
+        "ordering_key": f"conversation:{conversation_id}",
+        "payload": {
+            "interaction_id": interaction_id,
+            "platform": platform,
+            "in_reply_to": in_reply_to,
+            "text": text,
+        },
     }
 
 

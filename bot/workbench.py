@@ -7,6 +7,7 @@ new state on the card the agent clicked; resolving or dismissing stops the SLA t
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -14,8 +15,10 @@ from sqlalchemy import select
 
 from bot import effects
 from bot.errors import InputError
-from bot.models import Clock, ConversationState, now_utc
-from storage import audit, outbox
+from bot.models import Author, Clock, ConversationState, Direction, Mention, Platform, now_utc
+from playbooks.suggest import PLATFORM_LIMITS, fits
+from storage import audit, ingest, outbox
+from storage.codec import interaction_from_json
 from storage.conversations import transition
 from storage.database import Database
 from storage.schema import Conversation, InteractionRow, OutboxRow
@@ -41,6 +44,20 @@ class Message:
 
     channel: str
     ts: str
+
+
+REPLY_PREFIX = "earful-reply-"
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """A reply about to be written: the starting text and where it will go."""
+
+    text: str
+    platform: Platform
+    limit: int | None
+    author: str
+    customer_text: str
 
 
 class Workbench:
@@ -108,3 +125,102 @@ class Workbench:
                 at=now,
             )
         return status
+
+    def draft(self, interaction_id: int, suggestion: int | None) -> Draft:
+        """What the reply form starts from: the card's suggestion number ``suggestion`` (1-based;
+        None: the best one, if any)."""
+        with self.database.transaction() as session:
+            card = session.scalar(
+                select(OutboxRow.payload).where(
+                    OutboxRow.idempotency_key == f"{effects.CARD}:{interaction_id}"
+                )
+            )
+        if card is None:
+            raise InputError(f"card {interaction_id}", "Earful has no such card")
+        shown = interaction_from_json(card)
+        index = (suggestion or 1) - 1
+        text = shown.suggestions[index].text if 0 <= index < len(shown.suggestions) else ""
+        platform = shown.mention.platform
+        return Draft(
+            text=text,
+            platform=platform,
+            limit=PLATFORM_LIMITS.get(platform),
+            author=shown.mention.author.label,
+            customer_text=shown.mention.text,
+        )
+
+    def reply(self, *, interaction_id: int, agent: str, text: str, message: Message) -> str:
+        """Send ``text`` publicly under the customer's message, as ``agent``.
+
+        The reply is logged as an outbound interaction with the agent's identity (the pipeline
+        then marks the conversation responded, which stops its SLA timer) and goes to the
+        source through the outbox. Raises `InputError` if the reply cannot be sent as it is.
+        """
+        now = self.clock()
+        with self.database.transaction() as session:
+            row = session.get(InteractionRow, interaction_id)
+            card = session.scalar(
+                select(OutboxRow.payload).where(
+                    OutboxRow.idempotency_key == f"{effects.CARD}:{interaction_id}"
+                )
+            )
+            if row is None or card is None or row.conversation_id is None:
+                raise InputError(f"card {interaction_id}", "Earful has no such card")
+            platform = Platform(row.platform)
+            problem = reply_problem(text, platform)
+            if problem:
+                raise InputError("reply", problem)
+            outbound = Mention(
+                platform=platform,
+                external_id=f"{REPLY_PREFIX}{uuid.uuid4().hex}",
+                text=text.strip(),
+                author=Author(display_name=f"slack:{agent}"),
+                created_at=now,
+                conversation_id=row.platform_conversation_id,
+                in_reply_to=row.external_id,
+                direction=Direction.OUTBOUND,
+            )
+            (reply_id,) = ingest.ingest(session, [outbound], received_at=now)
+            status = f"Replied by <@{agent}>"
+            audit.record(
+                session,
+                actor=f"slack:{agent}",
+                origin="slack",
+                action="card.reply",
+                target=f"conversation:{row.conversation_id}",
+                details={"interaction_id": interaction_id, "reply_id": reply_id},
+                at=now,
+            )
+            outbox.enqueue_all(
+                session,
+                [
+                    effects.reply(
+                        interaction_id=reply_id,
+                        conversation_id=row.conversation_id,
+                        platform=platform.value,
+                        in_reply_to=row.external_id,
+                        text=outbound.text,
+                    ),
+                    effects.card_status(
+                        card, row.conversation_id, status, message.channel, message.ts
+                    ),
+                ],
+                at=now,
+            )
+        return status
+
+
+def reply_problem(text: str, platform: Platform) -> str | None:
+    """Why a reply cannot be sent on ``platform`` as it is, or None (a length and slot check
+    until the guardrail policy lands)."""
+    stripped = text.strip()
+    limit = PLATFORM_LIMITS.get(platform)
+    if not stripped:
+        return "the reply is empty"
+    if limit is None:
+        return f"Earful cannot reply on {platform.value}; answer on the page itself"
+    if len(stripped) > limit:
+        return f"{len(stripped)} characters; {platform.value} allows {limit}"
+    if not fits(stripped, platform):
+        return "the reply still has an unfilled {slot}"
+    return None

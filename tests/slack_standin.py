@@ -107,6 +107,10 @@ def _handler(state: SlackState) -> type[BaseHTTPRequestHandler]:
         def _answer(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
             if method == "auth.test":
                 return {"ok": True, "team_id": "T0EARFUL", "user_id": "U0BOT", "bot_id": "B0BOT"}
+            if method == "views.open":
+                view = body.get("view")
+                view = json.loads(view) if isinstance(view, str) else view
+                return {"ok": True, "view": {"id": f"V{state.next_ts()[-6:]}", **(view or {})}}
             channel = str(body.get("channel", ""))
             channel_id = state.channels.get(
                 channel, channel if channel in state.channels.values() else None
@@ -155,6 +159,22 @@ def slack_standin(channels: dict[str, str]) -> Iterator[tuple[str, SlackState]]:
         server.server_close()
 
 
+def signed(
+    payload: dict[str, Any], *, secret: str | None, age: float = 0
+) -> tuple[str, dict[str, str]]:
+    """An interactive payload as Slack sends it: form-encoded body and signed headers.
+
+    ``secret`` None leaves the request unsigned; ``age`` dates it that many seconds back.
+    """
+    body = urlencode({"payload": json.dumps(payload)})
+    headers = {"content-type": "application/x-www-form-urlencoded"}
+    if secret is not None:
+        timestamp = str(int(time.time() - age))
+        signature = SignatureVerifier(secret).generate_signature(timestamp=timestamp, body=body)
+        headers |= {"x-slack-request-timestamp": timestamp, "x-slack-signature": str(signature)}
+    return body, headers
+
+
 def signed_action(
     *,
     action: str,
@@ -166,10 +186,7 @@ def signed_action(
     secret: str | None,
     age: float = 0,
 ) -> tuple[str, dict[str, str]]:
-    """A ``block_actions`` click as Slack sends it: form-encoded body and signed headers.
-
-    ``secret`` None leaves the request unsigned; ``age`` dates it that many seconds back.
-    """
+    """A click on a card button (``block_actions``), signed."""
     payload = {
         "type": "block_actions",
         "user": {"id": user, "username": user.lower()},
@@ -190,10 +207,26 @@ def signed_action(
             }
         ],
     }
-    body = urlencode({"payload": json.dumps(payload)})
-    headers = {"content-type": "application/x-www-form-urlencoded"}
-    if secret is not None:
-        timestamp = str(int(time.time() - age))
-        signature = SignatureVerifier(secret).generate_signature(timestamp=timestamp, body=body)
-        headers |= {"x-slack-request-timestamp": timestamp, "x-slack-signature": str(signature)}
-    return body, headers
+    return signed(payload, secret=secret, age=age)
+
+
+def signed_submission(
+    view: dict[str, Any], values: dict[str, dict[str, str]], *, user: str, secret: str | None
+) -> tuple[str, dict[str, str]]:
+    """The submission of a modal Earful opened (``view_submission``), with the user's input:
+    ``values`` maps block id → action id → the text typed."""
+    state = {
+        block: {
+            action: {"type": "plain_text_input", "value": text} for action, text in inputs.items()
+        }
+        for block, inputs in values.items()
+    }
+    payload = {
+        "type": "view_submission",
+        "user": {"id": user, "username": user.lower()},
+        "team": {"id": "T0EARFUL"},
+        "api_app_id": "A0EARFUL",
+        "trigger_id": "4.5.6",
+        "view": {**view, "id": "V0REPLY", "state": {"values": state}},
+    }
+    return signed(payload, secret=secret)

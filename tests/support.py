@@ -64,4 +64,7 @@ escalation:
   - notify: "#care-leads"
   - mention: "@care-lead"
   - page: on-call
+templates:
+  - id: sorry
+    text: "Hi {first_name}, sorry about this. Could you DM us your account email so we can check?"
 """
