@@ -10,8 +10,10 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from bot import effects
 from bot.errors import InputError
@@ -47,6 +49,15 @@ class Message:
 
 
 REPLY_PREFIX = "earful-reply-"
+
+
+def _card_payload(session: Session, interaction_id: int) -> dict[str, Any] | None:
+    """The card of an interaction as it was posted (the outbox keeps its payload)."""
+    return session.scalar(
+        select(OutboxRow.payload).where(
+            OutboxRow.idempotency_key == f"{effects.CARD}:{interaction_id}"
+        )
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,11 +98,7 @@ class Workbench:
                 .join(InteractionRow, InteractionRow.conversation_id == Conversation.id)
                 .where(InteractionRow.id == interaction_id)
             )
-            card = session.scalar(
-                select(OutboxRow.payload).where(
-                    OutboxRow.idempotency_key == f"{effects.CARD}:{interaction_id}"
-                )
-            )
+            card = _card_payload(session, interaction_id)
             if conversation is None or card is None:
                 raise InputError(f"card {interaction_id}", "Earful has no such card")
             state = ConversationState(conversation.state)
@@ -130,11 +137,7 @@ class Workbench:
         """What the reply form starts from: the card's suggestion number ``suggestion`` (1-based;
         None: the best one, if any)."""
         with self.database.transaction() as session:
-            card = session.scalar(
-                select(OutboxRow.payload).where(
-                    OutboxRow.idempotency_key == f"{effects.CARD}:{interaction_id}"
-                )
-            )
+            card = _card_payload(session, interaction_id)
         if card is None:
             raise InputError(f"card {interaction_id}", "Earful has no such card")
         shown = interaction_from_json(card)
@@ -159,11 +162,7 @@ class Workbench:
         now = self.clock()
         with self.database.transaction() as session:
             row = session.get(InteractionRow, interaction_id)
-            card = session.scalar(
-                select(OutboxRow.payload).where(
-                    OutboxRow.idempotency_key == f"{effects.CARD}:{interaction_id}"
-                )
-            )
+            card = _card_payload(session, interaction_id)
             if row is None or card is None or row.conversation_id is None:
                 raise InputError(f"card {interaction_id}", "Earful has no such card")
             platform = Platform(row.platform)
