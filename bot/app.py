@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pydantic import SecretStr
+
 from bot import effects
 from bot.config import Settings
-from bot.delivery import Deliverer, Sink
+from bot.delivery import Deliverer, PlatformReplies, Sink
 from bot.errors import ConfigError
+from bot.models import Platform
 from bot.pipeline import Pipeline
+from bot.polling import Intake
+from bot.sources import Endpoint, Source, SourcesConfig, XConfig
 from classifiers.base import Classifier
 from classifiers.unclassified import Unclassified
 from handlers.reply_log import LoggedReplies
@@ -23,6 +30,7 @@ if TYPE_CHECKING:
     from slack_bolt.async_app import AsyncApp
 
     from classifiers.text_model import MiniLMModel
+    from handlers.slack_socket import SlackSocket
     from playbooks.suggest import Suggester
 
 
@@ -134,10 +142,10 @@ def build_slack_app(settings: Settings, database: Database) -> AsyncApp | None:
     from bot.workbench import Workbench
     from handlers.slack_actions import build_app
 
-    if settings.slack_signing_secret is None:
+    if settings.slack_app_token is None and settings.slack_signing_secret is None:
         raise ConfigError(
-            "Slack needs EARFUL_SLACK_SIGNING_SECRET (Basic Information → App Credentials) "
-            "to accept its requests"
+            "Slack needs EARFUL_SLACK_APP_TOKEN (xapp-…, Socket Mode) or, for HTTP mode, "
+            "EARFUL_SLACK_SIGNING_SECRET (Basic Information → App Credentials) to take its requests"
         )
     agents = [a.strip() for a in (settings.slack_agents or "").split(",") if a.strip()]
     if not agents:
@@ -146,11 +154,26 @@ def build_slack_app(settings: Settings, database: Database) -> AsyncApp | None:
         )
     return build_app(
         token=settings.slack_bot_token.get_secret_value(),
-        signing_secret=settings.slack_signing_secret.get_secret_value(),
+        # Socket Mode needs no signing secret: its requests never come over HTTP, and
+        # `earful run` mounts no HTTP route for Slack then.
+        signing_secret=(
+            settings.slack_signing_secret.get_secret_value()
+            if settings.slack_signing_secret
+            else ""
+        ),
         workbench=Workbench(database=database),
         agents=agents,
         api_url=settings.slack_api_url,
     )
+
+
+def build_slack_socket(settings: Settings, slack_app: AsyncApp | None) -> SlackSocket | None:
+    """Socket Mode for ``slack_app`` when an app-level token is set; None means HTTP mode."""
+    if slack_app is None or settings.slack_app_token is None:
+        return None
+    from handlers.slack_socket import SlackSocket
+
+    return SlackSocket(app=slack_app, app_token=settings.slack_app_token.get_secret_value())
 
 
 def build_deliverer(
@@ -199,5 +222,129 @@ def build(
         database,
         team_sink=team_sink or build_slack_surface(settings, database),
         ticket_sink=ticket_sink,
+        reply_sink=build_reply_sink(settings),
     )
     return Services(settings=settings, database=database, pipeline=pipeline, deliverer=deliverer)
+
+
+def _secret(value: SecretStr | None, name: str, why: str) -> str:
+    if value is None:
+        raise ConfigError(f"{why}: set {name}")
+    return value.get_secret_value()
+
+
+def build_sources(settings: Settings, config: SourcesConfig) -> list[Source]:
+    """The polled sources the sources file names, with their tokens from the environment."""
+    found: list[Source] = []
+    if config.x is not None and not config.x.stream:  # a stream is an endpoint
+        from handlers.x_mentions import x_sources
+
+        token = _secret(
+            settings.x_bearer_token, "EARFUL_X_BEARER_TOKEN", "the sources file watches X"
+        )
+        found += x_sources(config.x, bearer_token=token)
+    if config.telegram is not None and config.telegram.webhook_url is None:
+        from handlers.telegram_updates import TelegramSource
+
+        token = _secret(
+            settings.telegram_bot_token,
+            "EARFUL_TELEGRAM_BOT_TOKEN",
+            "the sources file watches Telegram",
+        )
+        found.append(
+            TelegramSource(config.telegram, token=token, api_url=settings.telegram_api_url)
+        )
+    if config.feeds:
+        from handlers.feeds import feed_sources
+
+        found += feed_sources(config.feeds)
+    return found
+
+
+def build_reply_sink(settings: Settings) -> PlatformReplies:
+    """Replies go back to X and Telegram where their credentials are set; others are logged."""
+    sinks: dict[str, Sink] = {}
+    x_keys = (
+        settings.x_consumer_key,
+        settings.x_consumer_secret,
+        settings.x_access_token,
+        settings.x_access_token_secret,
+    )
+    if all(key is not None for key in x_keys):
+        from handlers.x_mentions import XReplies
+
+        key, secret, token, token_secret = (k.get_secret_value() for k in x_keys if k)
+        sinks[Platform.X.value] = XReplies(
+            consumer_key=key,
+            consumer_secret=secret,
+            access_token=token,
+            access_token_secret=token_secret,
+        )
+    if settings.telegram_bot_token is not None:
+        from handlers.telegram_updates import TelegramReplies
+
+        sinks[Platform.TELEGRAM.value] = TelegramReplies(
+            token=settings.telegram_bot_token.get_secret_value(),
+            api_url=settings.telegram_api_url,
+        )
+    return PlatformReplies(sinks=sinks, fallback=LoggedReplies())
+
+
+def _x_stream(settings: Settings, config: XConfig, intake: Intake) -> Endpoint:
+    """X's filtered stream: no routes; it opens on start and closes on shutdown."""
+    from handlers.x_mentions import XStream
+
+    token = _secret(settings.x_bearer_token, "EARFUL_X_BEARER_TOKEN", "the sources file watches X")
+    stream = XStream(config, bearer_token=token, store=intake.store, checkpoint=intake.checkpoint)
+
+    async def start() -> None:
+        await asyncio.to_thread(stream.start)
+
+    async def stop() -> None:
+        await asyncio.to_thread(stream.stop)
+
+    rules = ", ".join(repr(value) for value in stream.rules.values())
+    return Endpoint(f"X's filtered stream ({rules})", [], on_start=start, on_stop=stop)
+
+
+def build_endpoints(settings: Settings, config: SourcesConfig, intake: Intake) -> list[Endpoint]:
+    """The pushed sources the sources file enables: the signed webhook, Telegram's webhook,
+    X's filtered stream."""
+    endpoints = []
+    if config.x is not None and config.x.stream:
+        endpoints.append(_x_stream(settings, config.x, intake))
+    if config.webhook is not None and config.webhook.enabled:
+        from handlers.webhook import WebhookReceiver
+
+        secret = _secret(
+            settings.webhook_secret, "EARFUL_WEBHOOK_SECRET", "the sources file enables the webhook"
+        )
+        receiver = WebhookReceiver(
+            config.webhook,
+            secret=secret,
+            store=functools.partial(intake.store, "webhook"),
+            max_text_chars=settings.max_text_chars,
+        )
+        endpoints.append(Endpoint("webhook at POST /webhook/mentions", receiver.routes()))
+    if config.telegram is not None and config.telegram.webhook_url is not None:
+        from aiohttp import web
+
+        from handlers.telegram_updates import TelegramSource, telegram_webhook_handler
+
+        why = "the sources file sets telegram.webhook_url"
+        token = _secret(settings.telegram_bot_token, "EARFUL_TELEGRAM_BOT_TOKEN", why)
+        secret = _secret(settings.telegram_webhook_secret, "EARFUL_TELEGRAM_WEBHOOK_SECRET", why)
+        source = TelegramSource(config.telegram, token=token, api_url=settings.telegram_api_url)
+        url = str(config.telegram.webhook_url)
+        path = config.telegram.webhook_url.path or "/"
+        handler = telegram_webhook_handler(
+            source, secret_token=secret, store=functools.partial(intake.store, source.name)
+        )
+        endpoints.append(
+            Endpoint(
+                f"telegram updates at POST {path}",
+                [web.post(path, handler)],
+                on_start=functools.partial(source.set_webhook, url=url, secret_token=secret),
+            )
+        )
+    return endpoints

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import getpass
 import json
+import secrets
 import sys
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
@@ -25,8 +27,12 @@ from bot.app import (
     build_decider,
     build_deliverer,
     build_embedder,
+    build_endpoints,
+    build_reply_sink,
     build_slack_app,
+    build_slack_socket,
     build_slack_surface,
+    build_sources,
     build_suggester,
     open_database,
 )
@@ -38,12 +44,16 @@ from bot.errors import ConfigError, EarfulError, InputError
 from bot.logs import configure_logging
 from bot.models import Decision, now_utc
 from bot.pipeline import Change
+from bot.polling import Intake
 from bot.replay import ReplayReport, replay
 from bot.service import SLACK_PATH, Service
 from bot.sla import SlaTimers
+from bot.sources import load_sources
 from handlers.crm_import import read_crm_csv
 from handlers.file_import import parse_column_map, read_file, read_jsonl, read_text_lines
-from storage import audit, contacts, sla, status
+from handlers.slack_stub import SlackState, channel_ids, playbook_channels
+from handlers.slack_stub import slack_stub as start_slack_stub
+from storage import audit, contacts, corrections, outbox, sla, status
 from storage.database import Database
 from storage.outbox import Effect
 
@@ -59,6 +69,20 @@ app.add_typer(db_app, name="db")
 sla_app = typer.Typer(help="SLA timers: first responses due, escalations.", no_args_is_help=True)
 app.add_typer(contacts_app, name="contacts")
 app.add_typer(sla_app, name="sla")
+corrections_app = typer.Typer(
+    help="Agents' corrections of labels, for evaluation and retraining.", no_args_is_help=True
+)
+app.add_typer(corrections_app, name="corrections")
+slack_app_cli = typer.Typer(help="Connecting Earful to Slack.", no_args_is_help=True)
+outbox_app = typer.Typer(
+    help="Effects on the outside world: cards, replies, tickets.", no_args_is_help=True
+)
+app.add_typer(outbox_app, name="outbox")
+sources_app = typer.Typer(
+    help="Where Earful listens: X, Telegram, feeds, the webhook.", no_args_is_help=True
+)
+app.add_typer(sources_app, name="sources")
+app.add_typer(slack_app_cli, name="slack")
 
 out = Console()
 err = Console(stderr=True)
@@ -83,6 +107,16 @@ PlaybooksOption = Annotated[
 ]
 
 
+SourcesOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--sources",
+        help="The sources file (default: EARFUL_SOURCES_FILE; none watches nothing).",
+        show_default=False,
+    ),
+]
+
+
 def _actor() -> str:
     try:
         return f"cli:{getpass.getuser()}"
@@ -90,8 +124,10 @@ def _actor() -> str:
         return "cli"
 
 
-def _settings(database: str | None, playbooks: Path | None = None) -> Settings:
-    settings = load_settings(database_url=database, playbooks=playbooks)
+def _settings(
+    database: str | None, playbooks: Path | None = None, sources: Path | None = None
+) -> Settings:
+    settings = load_settings(database_url=database, playbooks=playbooks, sources_file=sources)
     configure_logging(settings.log_level)
     return settings
 
@@ -451,20 +487,46 @@ def run_command(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port for Slack's requests and /healthz.")] = 3000,
     playbooks: PlaybooksOption = None,
+    sources: SourcesOption = None,
     database: DatabaseOption = None,
 ) -> None:
-    """The service: pipeline, delivery, SLA timers and the Slack app, until Ctrl-C or SIGTERM."""
+    """The service: sources, pipeline, delivery, SLA timers and the Slack app, until SIGTERM."""
     with _errors():
-        settings = _settings(database, playbooks)
+        settings = _settings(database, playbooks, sources)
+        config = load_sources(settings.sources_file)
+        polled = build_sources(settings, config)
         services = build(settings=settings, team_sink=_team_sink(settings))
         slack_app = build_slack_app(settings, services.database)
-        service = Service(services=services, slack_app=slack_app, host=host, port=port)
+        socket = build_slack_socket(settings, slack_app)
+        service = Service(
+            services=services,
+            slack_app=slack_app,
+            host=host,
+            port=port,
+            slack_socket=socket,
+            sources=polled,
+            endpoints=functools.partial(build_endpoints, settings, config),
+        )
         ready = asyncio.Event()
 
         async def serve() -> None:
             task = asyncio.create_task(service.run(on_ready=ready))
-            await ready.wait()
-            slack = f"Slack requests at {SLACK_PATH}" if slack_app else "no Slack configured"
+            waiting = asyncio.create_task(ready.wait())
+            # A start-up failure (Slack refusing the app token) ends the task before it is ready.
+            await asyncio.wait({task, waiting}, return_when=asyncio.FIRST_COMPLETED)
+            if not ready.is_set():
+                waiting.cancel()
+                await task
+                return
+            if socket is not None:
+                slack = "Slack over Socket Mode"
+            elif slack_app is not None:
+                slack = f"Slack requests at {SLACK_PATH}"
+            else:
+                slack = "no Slack configured"
+            watching = [source.name for source in polled]
+            watching += [endpoint.label for endpoint in service.endpoints]
+            out.print(f"watching: {', '.join(watching) or 'no sources'}", highlight=False)
             out.print(
                 f"earful run: http://{host}:{port} ({slack}; /healthz); "
                 f"database {services.database.display_url}; Ctrl-C stops"
@@ -476,6 +538,24 @@ def run_command(
         except OSError as exc:
             raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
         out.print("earful run: stopped")
+
+
+@slack_app_cli.command("manifest")
+def slack_manifest_command(
+    request_url: Annotated[
+        str | None,
+        typer.Option(
+            "--request-url",
+            help="HTTP mode: Earful's public https://…/slack/events URL (default: Socket Mode).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Print the Slack app manifest to paste into "Create New App → From a manifest"."""
+    from handlers.slack_socket import manifest_yaml
+
+    with _errors():
+        sys.stdout.write(manifest_yaml(request_url=request_url))
 
 
 @app.command("status")
@@ -516,11 +596,26 @@ def _status_table(counts: status.StatusCounts) -> Table:
         table.add_row(what, f"{count:,}")
     for source, position in sorted(counts.checkpoints.items()):
         table.add_row(f"checkpoint {source}", position)
+    for source, reads in sorted(counts.source_reads_today.items()):
+        table.add_row(f"posts read today {source}", f"{reads:,}")
+    for source, rejected in sorted(counts.source_rejects.items()):
+        table.add_row(f"payloads rejected {source}", f"{rejected:,}")
     return table
 
 
 @app.command("demo")
-def demo_command(playbooks: PlaybooksOption = None, database: DatabaseOption = None) -> None:
+def demo_command(
+    playbooks: PlaybooksOption = None,
+    database: DatabaseOption = None,
+    slack_stub: Annotated[
+        bool,
+        typer.Option(
+            "--slack-stub",
+            help="Post the cards through the Slack surface to a stub of Slack's Web API that "
+            "the demo starts (no workspace, no token), then show what it received.",
+        ),
+    ] = False,
+) -> None:
     """The whole pipeline over a bundled sample: CRM import, ~200 mentions, cards in the console."""
     with _errors():
         settings = _settings(database, playbooks)
@@ -538,20 +633,30 @@ def demo_command(playbooks: PlaybooksOption = None, database: DatabaseOption = N
         with db.transaction() as session:
             result = contacts.import_crm_records(session, records, at=now_utc())
         out.rule("[bold]Earful demo[/bold]")
-        out.print(
-            f"database {db.display_url}\nimported {result.created + result.updated} CRM "
-            "contacts; replaying the bundled sample (no Slack configured: cards shown here)\n"
-        )
-        with resources.as_file(samples / "demo_mentions.jsonl") as sample:
-            report, db = _run_replay(
-                settings=settings,
-                file=sample,
-                sink=ConsoleView(console=out),  # the demo never posts to a real workspace
-                dry_run=False,
-                fmt="jsonl",
-                column_map={},
-                database=db,
+        with ExitStack() as running:
+            # The demo never posts to a real workspace: the console, or a stub started here.
+            sink: Sink = ConsoleView(console=out)
+            where = "no Slack configured: cards shown here"
+            stub = None
+            if slack_stub:
+                api_url, stub, sink = _start_slack_stub(running, settings, db)
+                where = f"cards posted to a Slack stub at {api_url}"
+            out.print(
+                f"database {db.display_url}\nimported {result.created + result.updated} CRM "
+                f"contacts; replaying the bundled sample ({where})\n"
             )
+            with resources.as_file(samples / "demo_mentions.jsonl") as sample:
+                report, db = _run_replay(
+                    settings=settings,
+                    file=sample,
+                    sink=sink,
+                    dry_run=False,
+                    fmt="jsonl",
+                    column_map={},
+                    database=db,
+                )
+            if stub is not None:
+                _print_stub_summary(stub)
         out.print(_report_table(report, dry_run=False))
         with db.transaction() as session:
             counts = status.counts(session, now=now_utc())
@@ -570,6 +675,69 @@ def demo_command(playbooks: PlaybooksOption = None, database: DatabaseOption = N
             f"{counts.interactions['outbound']} past replies logged, "
             f"{counts.conversations} conversations, {counts.contacts} contacts — "
             "the database matches the run.[/green]"
+        )
+
+
+def _start_slack_stub(
+    running: ExitStack, settings: Settings, db: Database
+) -> tuple[str, SlackState, Sink]:
+    """Start the Slack stub, knowing every channel of the playbooks; the Slack surface for it."""
+    from slack_sdk import WebClient
+
+    from handlers.slack_surface import SlackSurface
+    from storage.slack import SlackPlaces
+
+    names = playbook_channels(build_decider(settings).set, triage_channel=settings.triage_channel)
+    token = f"xoxb-stub-{secrets.token_hex(12)}"  # made up per run; the stub accepts only it
+    api_url, state = running.enter_context(start_slack_stub(channel_ids(names), token=token))
+    surface = SlackSurface(
+        client=WebClient(token=token, base_url=api_url),
+        places=SlackPlaces(db),
+        channels=state.channels,
+        # Slack allows about one post per second per channel; the stub has no limit, so the
+        # demo does not wait between posts.
+        min_interval=0,
+    )
+    return api_url, state, surface
+
+
+def _print_stub_summary(state: SlackState) -> None:
+    """What the stub received, per channel, and one card as Slack received it."""
+    table = Table(title="what Slack received (stub)")
+    for column in ("channel", "id", "cards", "thread replies", "updates"):
+        table.add_column(column, justify="left" if column in ("channel", "id") else "right")
+    summary = state.summary()
+    for channel in summary:
+        table.add_row(
+            channel.name,
+            channel.channel_id,
+            str(channel.cards),
+            str(channel.replies),
+            str(channel.updates),
+        )
+    table.add_row(
+        "all",
+        "",
+        str(sum(c.cards for c in summary)),
+        str(sum(c.replies for c in summary)),
+        str(sum(c.updates for c in summary)),
+        style="bold",
+    )
+    out.print(table)
+    cards = [c for c in state.posts() if not c.body.get("thread_ts") and c.body.get("blocks")]
+    # Show a card with suggested replies when there is one: it has every kind of block.
+    shown = next((c for c in cards if '"accessory"' in json.dumps(c.body["blocks"])), None)
+    shown = shown or (cards[0] if cards else None)
+    if shown is not None:
+        blocks = shown.body["blocks"]
+        name = state.channel_name(str(shown.body["channel"]))
+        out.print(f"\none card as chat.postMessage sent it to {name} (Block Kit JSON):")
+        out.print_json(
+            data={
+                "channel": shown.body["channel"],
+                "text": shown.body.get("text"),
+                "blocks": json.loads(blocks) if isinstance(blocks, str) else blocks,
+            }
         )
 
 
@@ -638,6 +806,108 @@ def sla_check(database: DatabaseOption = None) -> None:
         )
         if delivery.failed:
             raise typer.Exit(1)
+
+
+@corrections_app.command("export")
+def corrections_export(
+    target: Annotated[str, typer.Option("--out", help="Output file, or - for stdout.")] = "-",
+    database: DatabaseOption = None,
+) -> None:
+    """Every label correction made in Slack, oldest first, as JSON Lines (interaction_id, text,
+    field, old, new, at)."""
+    with _errors():
+        settings = _settings(database)
+        db = open_database(settings)
+        try:
+            sink = sys.stdout if target == "-" else Path(target).open("w", encoding="utf-8")  # noqa: SIM115
+        except OSError as exc:
+            raise InputError(target, exc.strerror or "cannot be written") from None
+        written = 0
+        try:
+            with db.transaction() as session:
+                for row in corrections.export(session):
+                    line = {
+                        "interaction_id": row.interaction_id,
+                        "text": row.text,
+                        "field": row.field,
+                        "old": row.old,
+                        "new": row.new,
+                        "at": row.at.isoformat(),
+                    }
+                    sink.write(json.dumps(line, ensure_ascii=False) + "\n")
+                    written += 1
+        finally:
+            if sink is not sys.stdout:
+                sink.close()
+        err.print(f"{written} correction(s) exported", highlight=False)
+
+
+@sources_app.command("check")
+def sources_check(sources: SourcesOption = None, database: DatabaseOption = None) -> None:
+    """Validate the sources file and credentials, and print what each source would watch."""
+    with _errors():
+        settings = _settings(database, sources=sources)
+        if settings.sources_file is None:
+            raise ConfigError("no sources file: pass --sources FILE or set EARFUL_SOURCES_FILE")
+        config = load_sources(settings.sources_file)
+        found = build_sources(settings, config)
+        problems = 0
+        for source in found:
+            for line in source.describe():
+                out.print(f"{source.name}: {line}", highlight=False)
+            try:
+                source.check()
+            except ConfigError as exc:
+                problems += 1
+                err.print(f"[red]{source.name}: {exc}[/red]", highlight=False)
+            else:
+                out.print(f"{source.name}: [green]credentials and address work[/green]")
+        intake = Intake(database=Database(url=settings.resolved_database_url))
+        endpoints = build_endpoints(settings, config, intake)
+        for endpoint in endpoints:
+            out.print(f"earful run takes {endpoint.label}", highlight=False)
+        replies = sorted(build_reply_sink(settings).sinks)
+        out.print(f"replies posted back to: {', '.join(replies) or 'none (logged only)'}")
+        if not found and not endpoints:
+            out.print("the sources file watches nothing")
+        if problems:
+            raise typer.Exit(1)
+
+
+@outbox_app.command("failed")
+def outbox_failed(database: DatabaseOption = None) -> None:
+    """List the effects that failed for good, with their reasons."""
+    with _errors():
+        db = open_database(_settings(database))
+        with db.transaction() as session:
+            rows = outbox.failed(session)
+        for effect_id, kind, ordering_key, reason in rows:
+            out.print(f"{effect_id}\t{kind}\t{ordering_key}\t{reason or ''}", highlight=False)
+        err.print(f"{len(rows)} failed effect(s)")
+
+
+@outbox_app.command("retry")
+def outbox_retry(
+    kind: Annotated[
+        str | None, typer.Option(help="Only effects of this kind (card, reply, ticket …).")
+    ] = None,
+    database: DatabaseOption = None,
+) -> None:
+    """Put failed effects back in line (after fixing a channel, a token …); `earful run` or
+    the next command that delivers sends them, in order."""
+    with _errors():
+        db = open_database(_settings(database))
+        with db.transaction() as session:
+            count = outbox.retry_failed(session, at=now_utc(), kind=kind)
+            audit.record(
+                session,
+                actor=_actor(),
+                origin="cli",
+                action="outbox.retry",
+                details={"kind": kind, "effects": count},
+                at=now_utc(),
+            )
+        out.print(f"{count} failed effect(s) queued again")
 
 
 def main() -> None:

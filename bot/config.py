@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from bot.errors import ConfigError
 
@@ -41,14 +41,43 @@ class Settings(BaseModel):
     # Playbook channel → Slack channel id, e.g. "#care=C0123,#incidents=C0456"; unmapped names
     # are sent as they are (Slack accepts a public channel's name).
     slack_channels: str | None = None
-    # Verifies that requests to `earful run`'s Slack endpoint come from Slack.
+    # Verifies that requests to `earful run`'s Slack endpoint come from Slack (HTTP mode).
     slack_signing_secret: SecretStr | None = None
+    # An app-level token (xapp-…, scope connections:write): `earful run` then takes Slack's
+    # events over a Socket Mode WebSocket, with no public URL and no signing secret.
+    slack_app_token: SecretStr | None = None
     # Slack user ids allowed to act on cards (comma-separated).
     slack_agents: str | None = None
     # The Web API's base URL; only changed for a stand-in or a proxy.
     slack_api_url: str = "https://slack.com/api/"
+    # Sources (X, Telegram, feeds, the webhook): what to watch, in one YAML file.
+    sources_file: Path | None = None
+    # X: app-only bearer token to read; user-context OAuth 1.0a keys to reply as the brand.
+    x_bearer_token: SecretStr | None = None
+    x_consumer_key: SecretStr | None = None
+    x_consumer_secret: SecretStr | None = None
+    x_access_token: SecretStr | None = None
+    x_access_token_secret: SecretStr | None = None
+    telegram_bot_token: SecretStr | None = None
+    # The Bot API's base URL; only changed for a stand-in or a local Bot API server.
+    telegram_api_url: str = "https://api.telegram.org/bot"
+    # Telegram's webhook mode: the secret token Telegram sends with each update.
+    telegram_webhook_secret: SecretStr | None = None
+    # Signs requests to the webhook source (HMAC-SHA256 over timestamp and body).
+    webhook_secret: SecretStr | None = None
     model_threads: int = Field(default=2, ge=1, le=64)
     model_batch_size: int = Field(default=32, ge=1, le=1024)
+
+    @field_validator("slack_app_token")
+    @classmethod
+    def _app_level_token(cls, token: SecretStr | None) -> SecretStr | None:
+        # The message never repeats the value: it is a credential.
+        if token is not None and not token.get_secret_value().startswith("xapp-"):
+            raise ValueError(
+                "must be an app-level token, starting with xapp- (Basic Information → "
+                "App-Level Tokens, scope connections:write)"
+            )
+        return token
 
     @property
     def resolved_database_url(self) -> str:

@@ -7,7 +7,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from bot.errors import DeliveryRejected, RetryLater
@@ -48,13 +48,15 @@ class Deliverer:
         *,
         database: Database,
         sinks: Mapping[str, Sink],
-        max_attempts: int = 10,
+        give_up_after: timedelta = timedelta(hours=24),
         clock: Callable[[], datetime] = now_utc,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.database = database
         self.sinks = dict(sinks)
-        self.max_attempts = max_attempts
+        # Transient failures (Slack down, 429s) are retried this long after the effect was
+        # written, so an outage of hours still ends with every card delivered, in order.
+        self.give_up_after = give_up_after
         self.clock = clock
         self.sleep = sleep
 
@@ -75,7 +77,7 @@ class Deliverer:
         try:
             sink.deliver(effect)
         except RetryLater as exc:
-            if effect.attempts + 1 >= self.max_attempts:
+            if self.clock() - effect.created_at >= self.give_up_after:
                 self._fail(effect, f"gave up after {effect.attempts + 1} attempts: {exc}", stats)
                 return
             delay = (
@@ -113,3 +115,15 @@ class Deliverer:
                 return stats
             self.sleep(pause)
             waited += pause
+
+
+class PlatformReplies:
+    """Sends each reply effect to the sink of its platform; ``fallback`` takes the rest."""
+
+    def __init__(self, *, sinks: Mapping[str, Sink], fallback: Sink) -> None:
+        self.sinks = dict(sinks)
+        self.fallback = fallback
+
+    def deliver(self, effect: outbox.Effect) -> None:
+        """Deliver through the platform's sink (X, Telegram), else the fallback."""
+        self.sinks.get(str(effect.payload["platform"]), self.fallback).deliver(effect)

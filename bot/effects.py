@@ -10,8 +10,9 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
-from bot.models import Incident, Interaction
+from bot.models import EscalationStep, Incident, Interaction
 from storage.codec import incident_to_json, interaction_to_json
 from storage.sla import Timer
 
@@ -94,6 +95,57 @@ def incident_updated(incident: Incident, latest: Interaction, joined: int) -> Ef
     }
 
 
+def step_label(step: EscalationStep) -> str:
+    """A step as people may see it; a ticket step names only its webhook's host, since webhook
+    URLs often carry a token."""
+    if step.kind == "ticket":
+        return f"ticket {urlsplit(step.target).hostname or 'webhook'}"
+    return str(step)
+
+
+def escalation_by_hand(
+    *,
+    subject: str,
+    step: EscalationStep,
+    number: int | None,
+    timer: Timer | None,
+    card: Interaction,
+    agent: str,
+    at: datetime,
+) -> Effect:
+    """Run an escalation step now because an agent asked (``number``: its place in the
+    playbook's ladder, None for a person the agent picked). Same kinds as an SLA breach's step:
+    a ticket step goes to its webhook, the others to the team surface."""
+    decision = card.decision
+    mention = card.mention
+    return {
+        "idempotency_key": f"{ESCALATION}:manual:{uuid.uuid4().hex}",  # each request runs once
+        "kind": TICKET if step.kind == "ticket" else ESCALATION,
+        "ordering_key": f"conversation:{card.conversation_id}",
+        "payload": {
+            "subject": subject,
+            "conversation_id": card.conversation_id,
+            "incident_id": timer.incident_id if timer else None,
+            "interaction_id": card.id,
+            "step": number,
+            "steps": len(timer.steps) if timer else len(decision.escalation) if decision else 0,
+            "action": step.kind,
+            "target": step.target,
+            "by": agent,
+            "at": at.isoformat(),
+            "due_at": timer.due_at.isoformat() if timer else None,
+            "priority": decision.priority.value if decision and decision.priority else None,
+            "playbook": decision.playbook if decision else None,
+            "channel": decision.channel if decision else None,
+            "mention": {
+                "text": mention.text,
+                "url": mention.url,
+                "platform": mention.platform.value,
+            },
+        },
+    }
+
+
 def escalation(timer: Timer, *, breached_at: datetime, mention: dict[str, Any]) -> Effect:
     """Run one escalation step of a breached SLA (a ticket step goes to its webhook).
 
@@ -101,8 +153,10 @@ def escalation(timer: Timer, *, breached_at: datetime, mention: dict[str, Any]) 
     """
     step = timer.next_step
     kind = TICKET if step is not None and step.kind == "ticket" else ESCALATION
-    # The first response was due ``step`` escalation periods before this step.
-    response_due = timer.due_at - timer.step * (timer.escalate_after or timedelta(0))
+    # Timers armed before the deadline was recorded: it was ``step`` escalation periods before.
+    response_due = timer.response_due_at or (
+        timer.due_at - timer.step * (timer.escalate_after or timedelta(0))
+    )
     ordering = (
         f"incident:{timer.incident_id}"
         if timer.incident_id is not None

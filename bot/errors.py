@@ -6,6 +6,7 @@ EarfulError
 ├── InputError               a bad record in a file or request, with where it was
 │   └── ImportRejected       a whole CRM import refused, with every bad row
 ├── StorageError             the database is unreachable or at the wrong revision
+├── SourceError              a source could not be read now; polled again after a backoff
 ├── PipelineError            a step failed for one mention
 │   └── DropMention          a step decided the mention must go no further
 └── DeliveryError            an effect on the outside world failed
@@ -54,6 +55,17 @@ class ImportRejected(EarfulError):
 
 class StorageError(EarfulError):
     """The database cannot be used as it is."""
+
+
+class SourceError(EarfulError):
+    """Reading a source failed for now (network, 5xx, timeout); the poller backs off.
+
+    ``retry_after``: seconds the platform asked us to wait, when it said.
+    """
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
 
 
 class PipelineError(EarfulError):

@@ -5,7 +5,18 @@ from __future__ import annotations
 import logging
 
 # These log request URLs and headers at INFO/DEBUG, which carry tokens.
-QUIET_LOGGERS = ("httpx", "httpcore", "tweepy", "urllib3", "telegram", "slack_sdk", "slack_bolt")
+QUIET_LOGGERS = (
+    "httpx",
+    "httpcore",
+    "tweepy",
+    "urllib3",
+    "telegram",
+    "slack_sdk",
+    "slack_bolt",
+    # OAuth 1.0a signing (X replies) logs the consumer key and access token at DEBUG.
+    "oauthlib",
+    "requests_oauthlib",
+)
 
 
 def configure_logging(level: str) -> None:

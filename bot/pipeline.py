@@ -14,7 +14,7 @@ import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Row, select
@@ -50,7 +50,7 @@ from storage.codec import (
 )
 from storage.database import Database
 from storage.ingest import PendingJob
-from storage.schema import InteractionRow
+from storage.schema import Conversation, InteractionRow
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +93,18 @@ class ProcessStats:
         """Jobs that completed, inbound and outbound."""
         return sum(self.routed.values()) + self.outbound_logged
 
+    def add(self, other: ProcessStats) -> None:
+        """Count what another part of the pass did."""
+        self.routed.update(other.routed)
+        self.outbound_logged += other.outbound_logged
+        self.failed += other.failed
+        self.effects += other.effects
+        self.incidents_opened += other.incidents_opened
+        self.incident_reports += other.incident_reports
+        self.timers_armed += other.timers_armed
+        self.compared += other.compared
+        self.changes += other.changes
+
 
 def _mention_of(row: Row[Any]) -> Mention:
     return Mention(
@@ -111,13 +123,33 @@ def _mention_of(row: Row[Any]) -> Mention:
 
 
 @dataclass(frozen=True, slots=True)
-class _Prepared:
+class _Inbound:
+    """An inbound mention, threaded, with its contact as it stood: ready for the steps."""
+
     job: PendingJob
-    update: dict[str, object]  # the interaction's columns to write, filled in step by step
     mention: Mention
     contact: ContactSnapshot
     conversation_id: int
-    awaiting: bool  # the conversation still waits for a response once the batch is threaded
+
+
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    """A batch once threaded: its inbound mentions, and what the steps read of the history."""
+
+    inbound: list[_Inbound]
+    traffic: RecentTraffic | None  # judged mentions stored before the batch, in the spike window
+    past: list[PastReply]  # agents' replies the suggester has not learnt yet
+
+
+@dataclass(frozen=True, slots=True)
+class _Judged:
+    """What the steps made of one inbound mention."""
+
+    item: _Inbound
+    classification: Classification
+    decision: Decision
+    suggestions: tuple[Suggestion, ...]
+    change: Change | None  # how the compared playbooks differ, when they were run
 
 
 def _with_earlier(
@@ -135,7 +167,14 @@ def _with_earlier(
 
 
 class Pipeline:
-    """Runs stored jobs through the steps; built by the composition root with its steps."""
+    """Runs stored jobs through the steps; built by the composition root with its steps.
+
+    A batch takes two short write transactions with the steps (classify, decide, suggest: the
+    slow part) in between, outside any transaction, so that delivery, Slack actions and
+    sources can write while the models run. The first threads the batch and logs its outbound
+    replies; the second stores the judgements, routes them and finishes their jobs, for the
+    jobs still pending as they were read: whatever another pass finished meanwhile is skipped.
+    """
 
     def __init__(
         self,
@@ -177,8 +216,7 @@ class Pipeline:
             if not jobs:
                 return stats
             try:
-                with self.database.transaction() as session:
-                    self._process(session, jobs, stats)
+                self._process(jobs, stats)
             except SQLAlchemyError:
                 log.exception("batch of %d jobs failed; retrying one by one", len(jobs))
                 self._process_singly(jobs, stats)
@@ -186,141 +224,285 @@ class Pipeline:
     def _process_singly(self, jobs: list[PendingJob], stats: ProcessStats) -> None:
         for job in jobs:
             try:
-                with self.database.transaction() as session:
-                    self._process(session, [job], stats)
+                self._process([job], stats)
             except SQLAlchemyError as exc:
                 with self.database.transaction() as session:
-                    ingest.fail_job(session, job, f"storage: {exc}", at=self.clock())
-                stats.failed += 1
+                    failed = ingest.fail_job(session, job, f"storage: {exc}", at=self.clock())
+                stats.failed += failed
 
-    def _process(self, session: Session, jobs: list[PendingJob], stats: ProcessStats) -> None:
-        """One batch in one transaction: a few queries for the whole batch, not per mention."""
+    def _process(self, jobs: list[PendingJob], stats: ProcessStats) -> None:
+        """One batch: thread it, run the steps with no transaction open, store and route."""
         now = self.clock()
-        rows = {
-            row.id: row
-            for row in session.execute(
-                select(InteractionRow.__table__).where(
-                    InteractionRow.id.in_([job.interaction_id for job in jobs])
+        loaded = self._load(jobs, stats, now)
+        judged, failures = self._judge(loaded)
+        self._store(judged, failures, stats, now)
+
+    def _load(self, jobs: list[PendingJob], stats: ProcessStats, now: datetime) -> _Loaded:
+        """Thread the batch, resolve its authors and log its replies; read what the steps need.
+
+        A few queries for the whole batch, not per mention. An outbound reply needs no step:
+        its job is done here.
+        """
+        with self.database.transaction() as session:
+            jobs = ingest.still_pending(session, jobs)
+            if not jobs:  # another pass took them all meanwhile
+                return _Loaded([], None, [])
+            rows = {
+                row.id: row
+                for row in session.execute(
+                    select(InteractionRow.__table__).where(
+                        InteractionRow.id.in_([job.interaction_id for job in jobs])
+                    )
+                )
+            }
+            mentions = [_mention_of(rows[job.interaction_id]) for job in jobs]
+            inbound = [m.direction == Direction.INBOUND for m in mentions]
+            resolved = iter(
+                contacts.resolve_authors(
+                    session,
+                    [m for m, is_in in zip(mentions, inbound, strict=True) if is_in],
+                    at=now,
                 )
             )
-        }
-        mentions = [_mention_of(rows[job.interaction_id]) for job in jobs]
-        inbound = [m.direction == Direction.INBOUND for m in mentions]
-        resolved = iter(
-            contacts.resolve_authors(
-                session, [m for m, is_in in zip(mentions, inbound, strict=True) if is_in], at=now
+            customer_ids = [next(resolved) if is_in else None for is_in in inbound]
+            threads = conversations.attach_all(session, mentions, customer_ids, at=now)
+            history = contacts.snapshots(
+                session, customer_ids, excluding=[job.interaction_id for job in jobs]
             )
+            seen: Counter[int] = Counter()  # earlier mentions of this batch count as history too
+
+            updates: list[dict[str, object]] = []
+            items: list[_Inbound] = []
+            outbound: list[PendingJob] = []
+            for job, mention, thread, customer in zip(
+                jobs, mentions, threads, customer_ids, strict=True
+            ):
+                update: dict[str, object] = {"id": job.interaction_id, "conversation_id": thread.id}
+                if mention.direction == Direction.OUTBOUND:
+                    # The company's own account is no contact: the reply goes on the customer's
+                    # history.
+                    update["contact_id"] = thread.contact_id
+                    update["agent"] = mention.author.handle or mention.author.display_name
+                    outbound.append(job)
+                else:
+                    update["contact_id"] = customer
+                    snapshot = _with_earlier(history, customer, seen)
+                    items.append(_Inbound(job, mention, snapshot, thread.id))
+                updates.append(update)
+            if updates:
+                session.execute(update_rows(InteractionRow), updates)
+            logged = ingest.finish_jobs(session, outbound, at=now)
+        stats.outbound_logged += len(logged)
+        # Read after the replies are threaded: the suggester learns this batch's replies too.
+        with self.database.transaction() as session:
+            traffic = self._traffic(session, items)
+            past = self._past_replies(
+                session, [job.interaction_id for job in outbound if job.job_id in logged]
+            )
+        return _Loaded(items, traffic, past)
+
+    def _past_replies(self, session: Session, outbound_ids: list[int]) -> list[PastReply]:
+        """The replies the suggester has not learnt: the whole history at first, then new ones."""
+        if self.suggester is None:
+            return []
+        if not self._history_read:
+            pairs = replies.past_replies(session)  # the whole history, this batch's included
+            self._history_read = True
+        else:
+            pairs = replies.past_replies(session, ids=outbound_ids) if outbound_ids else []
+        return [PastReply(c, r, "history", i) for c, r, i in pairs]
+
+    def _traffic(self, session: Session, items: list[_Inbound]) -> RecentTraffic | None:
+        """Judged mentions stored before this batch in the spike window of any of its mentions.
+
+        The steps add this batch's own once classified.
+        """
+        window = self.decider.spike_window
+        if window is None or not items:
+            return None
+        times = [item.mention.created_at for item in items]
+        earlier = recent.judged_between(session, min(times) - window, max(times))
+        return RecentTraffic(
+            (at, similarity_key(classification_from_json(data))) for at, data in earlier
         )
-        customer_ids = [next(resolved) if is_in else None for is_in in inbound]
-        threads = conversations.attach_all(session, mentions, customer_ids, at=now)
-        history = contacts.snapshots(session, customer_ids)
-        seen: Counter[int] = Counter()  # earlier mentions of this batch count as history too
 
-        updates: list[dict[str, object]] = []
-        prepared: list[_Prepared] = []
-        done: list[int] = []
-        for job, mention, thread, customer in zip(
-            jobs, mentions, threads, customer_ids, strict=True
-        ):
-            update: dict[str, object] = {"id": job.interaction_id, "conversation_id": thread.id}
-            if mention.direction == Direction.OUTBOUND:
-                # The company's own account is no contact: the reply goes on the customer's history.
-                update["contact_id"] = thread.contact_id
-                update["agent"] = mention.author.handle or mention.author.display_name
-                stats.outbound_logged += 1
-                done.append(job.job_id)
-            else:
-                update["contact_id"] = customer
-                snapshot = _with_earlier(history, customer, seen)
-                awaiting = thread.state in (ConversationState.NEW, ConversationState.ASSIGNED)
-                prepared.append(_Prepared(job, update, mention, snapshot, thread.id, awaiting))
-            updates.append(update)
-        # Threads and contacts first: the suggester reads this batch's replies in their threads.
-        session.execute(update_rows(InteractionRow), updates)
-        outbound_ids = [
-            job.interaction_id
-            for job, mention in zip(jobs, mentions, strict=True)
-            if mention.direction == Direction.OUTBOUND
+    def _judge(self, loaded: _Loaded) -> tuple[list[_Judged], list[tuple[PendingJob, str]]]:
+        """Classify, decide and suggest, with no transaction open; one error boundary each."""
+        failures: list[tuple[PendingJob, str]] = []
+        classifications = self._classify(loaded.inbound, failures)
+        classified = [
+            (item, c)
+            for item, c in zip(loaded.inbound, classifications, strict=True)
+            if c is not None
         ]
-
-        classifications = self._classify(session, prepared, stats)
-        traffic = self._traffic(session, prepared, classifications)
-        judged: list[tuple[_Prepared, Classification, Decision]] = []
-        for item, classification in zip(prepared, classifications, strict=True):
-            if classification is None:
-                continue
+        traffic = loaded.traffic
+        if traffic is not None:
+            for item, classification in classified:
+                traffic.add(item.mention.created_at, similarity_key(classification))
+        decided: list[tuple[_Inbound, Classification, Decision, Change | None]] = []
+        for item, classification in classified:
             try:
                 decision = self.decider.decide(item.mention, classification, item.contact, traffic)
+                change = None
                 if self.compare is not None:
                     other = self.compare.decide(item.mention, classification, item.contact, traffic)
-                    stats.compared += 1
                     change = Change(item.mention.external_id, item.mention.text, decision, other)
-                    if change.fields:
-                        stats.changes.append(change)
             except Exception as exc:  # one mention's failure must not stop the others
-                self._fail(session, item.job, exc, stats)
+                failures.append((item.job, _failure(item.job, exc)))
                 continue
-            judged.append((item, classification, decision))
-
-        suggestions = self._suggest(session, judged, outbound_ids)
-        routed: list[tuple[_Prepared, Interaction, Decision]] = []
-        for (item, classification, decision), suggested in zip(judged, suggestions, strict=True):
-            interaction = Interaction(
-                id=item.job.interaction_id,
-                mention=item.mention,
-                conversation_id=item.conversation_id,
-                contact=item.contact,
-                classification=classification,
-                decision=decision,
-                suggestions=suggested,
+            decided.append((item, classification, decision, change))
+        suggestions = self._suggest(loaded.past, decided)
+        judged = [
+            _Judged(item, classification, decision, suggested, change)
+            for (item, classification, decision, change), suggested in zip(
+                decided, suggestions, strict=True
             )
-            item.update["classification"] = classification_to_json(classification)
-            item.update["decision"] = decision_to_json(decision)
-            stats.routed[decision.channel] += 1
-            done.append(item.job.job_id)
-            routed.append((item, interaction, decision))
+        ]
+        return judged, failures
 
-        pending_effects, armings = self._route(session, routed, stats)
-        if judged:
-            session.execute(update_rows(InteractionRow), [item.update for item, _, _ in judged])
-        if not self.dry_run:
-            outbox.enqueue_all(session, pending_effects, at=now)
-            stats.effects += len(pending_effects)
-            stats.timers_armed += sla.arm_all(session, armings, at=now)
-        ingest.finish_jobs(session, done, at=now)
+    def _classify(
+        self, items: list[_Inbound], failures: list[tuple[PendingJob, str]]
+    ) -> list[Classification | None]:
+        batch = [(item.mention, item.contact) for item in items]
+        try:
+            return list(self.classifier.classify(batch))
+        except Exception:
+            log.exception("classifier %s failed on a batch; isolating", self.classifier.name)
+        results: list[Classification | None] = []
+        for item in items:
+            try:
+                results.append(self.classifier.classify([(item.mention, item.contact)])[0])
+            except Exception as exc:
+                failures.append((item.job, _failure(item.job, exc)))
+                results.append(None)
+        return results
+
+    def _suggest(
+        self,
+        past: list[PastReply],
+        decided: list[tuple[_Inbound, Classification, Decision, Change | None]],
+    ) -> list[tuple[Suggestion, ...]]:
+        """Replies to suggest; the suggester learns the history, then this batch's replies."""
+        if self.suggester is None:
+            return [() for _ in decided]
+        try:
+            self.suggester.add_past(past)
+            return self.suggester.suggest([(i.mention, i.contact, c, d) for i, c, d, _ in decided])
+        except Exception:  # a card without suggestions beats no card
+            log.exception("suggested replies failed for a batch of %d", len(decided))
+            return [() for _ in decided]
+
+    def _store(
+        self,
+        judged: list[_Judged],
+        failures: list[tuple[PendingJob, str]],
+        stats: ProcessStats,
+        now: datetime,
+    ) -> None:
+        """Store the judgements, route them and finish their jobs, in one short transaction.
+
+        Only for the jobs still pending as they were read; the counts join ``stats`` once the
+        transaction has committed.
+        """
+        stored = ProcessStats()
+        with self.database.transaction() as session:
+            for job, error in failures:
+                stored.failed += ingest.fail_job(session, job, error, at=self.clock())
+            finished = ingest.finish_jobs(session, [j.item.job for j in judged], at=now)
+            kept = [j for j in judged if j.item.job.job_id in finished]
+            if len(kept) < len(judged):
+                log.info("skipped %d mentions another pass took meanwhile", len(judged) - len(kept))
+            for j in kept:
+                stored.routed[j.decision.channel] += 1
+                if j.change is not None:
+                    stored.compared += 1
+                    if j.change.fields:
+                        stored.changes.append(j.change)
+            pending_effects, armings, incident_of = self._route(session, kept, stored)
+            if kept:
+                session.execute(
+                    update_rows(InteractionRow),
+                    [
+                        {
+                            "id": j.item.job.interaction_id,
+                            "classification": classification_to_json(j.classification),
+                            "decision": decision_to_json(j.decision),
+                        }
+                        | (
+                            {"incident_id": incident_of[j.item.job.interaction_id]}
+                            if j.item.job.interaction_id in incident_of
+                            else {}
+                        )
+                        for j in kept
+                    ],
+                )
+            if not self.dry_run:
+                outbox.enqueue_all(session, pending_effects, at=now)
+                stored.effects += len(pending_effects)
+                stored.timers_armed += sla.arm_all(session, armings, at=now)
+        stats.add(stored)
 
     def _route(
-        self,
-        session: Session,
-        routed: list[tuple[_Prepared, Interaction, Decision]],
-        stats: ProcessStats,
-    ) -> tuple[list[effects.Effect], list[sla.Arming]]:
-        """A card per mention, or one card per incident; the SLA timers the decisions start."""
+        self, session: Session, judged: list[_Judged], stats: ProcessStats
+    ) -> tuple[list[effects.Effect], list[sla.Arming], dict[int, int]]:
+        """A card per mention, or one card per incident; the SLA timers the decisions start.
+
+        Also the incident each spike report joined, by interaction id.
+        """
         out: list[effects.Effect] = []
         armings: list[sla.Arming] = []
-        spikes = [(item, i, d) for item, i, d in routed if d.incident is not None]
+        routed = [
+            Interaction(
+                id=j.item.job.interaction_id,
+                mention=j.item.mention,
+                conversation_id=j.item.conversation_id,
+                contact=j.item.contact,
+                classification=j.classification,
+                decision=j.decision,
+                suggestions=j.suggestions,
+            )
+            for j in judged
+        ]
+        spikes = [
+            (i, j.decision)
+            for i, j in zip(routed, judged, strict=True)
+            if j.decision.incident is not None
+        ]
         joined = incidents.join_all(
             session,
-            [incidents.Report(i.mention.created_at, d) for _, i, d in spikes],
+            [incidents.Report(i.mention.created_at, d) for i, d in spikes],
             window=self.decider.spike_window or timedelta(0),
         )
-        for item, interaction, decision in routed:
+        # Read now, not when the batch was threaded: an agent may have answered meanwhile.
+        awaiting = set(
+            session.scalars(
+                select(Conversation.id).where(
+                    Conversation.id.in_({i.conversation_id for i in routed}),
+                    Conversation.state.in_(
+                        [ConversationState.NEW.value, ConversationState.ASSIGNED.value]
+                    ),
+                )
+            )
+        )
+        for interaction, j in zip(routed, judged, strict=True):
+            decision = j.decision
             if decision.incident is not None:
                 continue
             out.append(effects.card(interaction))
-            if decision.action == Action.RESPOND and item.awaiting:
+            if decision.action == Action.RESPOND and interaction.conversation_id in awaiting:
                 armings.append(
                     sla.Arming(
-                        subject=f"conversation:{item.conversation_id}",
-                        conversation_id=item.conversation_id,
+                        subject=f"conversation:{interaction.conversation_id}",
+                        conversation_id=interaction.conversation_id,
                         incident_id=None,
                         interaction_id=interaction.id,
                         decision=decision,
                     )
                 )
+        incident_of: dict[int, int] = {}
         batch: dict[int, list[tuple[Interaction, incidents.Joined]]] = {}
-        for (item, interaction, _), report in zip(spikes, joined, strict=True):
-            item.update["incident_id"] = report.incident.id
+        for (interaction, _), report in zip(spikes, joined, strict=True):
+            incident_of[interaction.id] = report.incident.id
             batch.setdefault(report.incident.id, []).append((interaction, report))
         for members in batch.values():
             first, report = members[0]
@@ -342,67 +524,10 @@ class Pipeline:
             else:
                 out.append(effects.incident_updated(incident, members[-1][0], len(members)))
             stats.incident_reports += len(members)
-        return out, armings
+        return out, armings, incident_of
 
-    def _suggest(
-        self,
-        session: Session,
-        judged: list[tuple[_Prepared, Classification, Decision]],
-        outbound_ids: list[int],
-    ) -> list[tuple[Suggestion, ...]]:
-        """Replies to suggest; the suggester learns the history, then this batch's replies."""
-        if self.suggester is None:
-            return [() for _ in judged]
-        if not self._history_read:
-            pairs = replies.past_replies(session)  # the whole history, this batch's included
-            self._history_read = True
-        else:
-            pairs = replies.past_replies(session, ids=outbound_ids) if outbound_ids else []
-        try:
-            self.suggester.add_past([PastReply(c, r, "history", i) for c, r, i in pairs])
-            return self.suggester.suggest([(i.mention, i.contact, c, d) for i, c, d in judged])
-        except Exception:  # a card without suggestions beats no card
-            log.exception("suggested replies failed for a batch of %d", len(judged))
-            return [() for _ in judged]
 
-    def _traffic(
-        self,
-        session: Session,
-        items: list[_Prepared],
-        classifications: list[Classification | None],
-    ) -> RecentTraffic | None:
-        """Similar mentions stored before this batch, and this batch's own, in the spike window."""
-        window = self.decider.spike_window
-        judged = [(i, c) for i, c in zip(items, classifications, strict=True) if c is not None]
-        if window is None or not judged:
-            return None
-        times = [item.mention.created_at for item, _ in judged]
-        earlier = recent.judged_between(session, min(times) - window, max(times))
-        traffic = RecentTraffic(
-            (at, similarity_key(classification_from_json(data))) for at, data in earlier
-        )
-        for item, classification in judged:
-            traffic.add(item.mention.created_at, similarity_key(classification))
-        return traffic
-
-    def _classify(
-        self, session: Session, items: list[_Prepared], stats: ProcessStats
-    ) -> list[Classification | None]:
-        batch = [(item.mention, item.contact) for item in items]
-        try:
-            return list(self.classifier.classify(batch))
-        except Exception:
-            log.exception("classifier %s failed on a batch; isolating", self.classifier.name)
-        results: list[Classification | None] = []
-        for item in items:
-            try:
-                results.append(self.classifier.classify([(item.mention, item.contact)])[0])
-            except Exception as exc:
-                self._fail(session, item.job, exc, stats)
-                results.append(None)
-        return results
-
-    def _fail(self, session: Session, job: PendingJob, exc: Exception, stats: ProcessStats) -> None:
-        log.warning("interaction %d failed: %s: %s", job.interaction_id, type(exc).__name__, exc)
-        ingest.fail_job(session, job, f"{type(exc).__name__}: {exc}", at=self.clock())
-        stats.failed += 1
+def _failure(job: PendingJob, exc: Exception) -> str:
+    """Log a mention's failure; the error to record with its job."""
+    log.warning("interaction %d failed: %s: %s", job.interaction_id, type(exc).__name__, exc)
+    return f"{type(exc).__name__}: {exc}"

@@ -1,7 +1,9 @@
-"""Where replies go until the sources can post them: the log, without the customer's words.
+"""Replies Earful cannot post: the log, without the customer's words.
 
-The sources issue replaces this sink with X and Telegram clients that post the reply under the
-customer's message; until then a reply is recorded as sent here (and in the contact history).
+X and Telegram replies go back to the platform when their credentials are set
+(`bot.app.build_reply_sink`). A reply to a mention from anywhere else (a feed, the webhook, an
+import) or to a platform without credentials is recorded here and in the contact history,
+for the agent to post by hand.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ class LoggedReplies:
         """Log the reply's destination and length (never its text)."""
         payload = effect.payload
         log.info(
-            "reply %s for %s message %s: %d characters (no %s client yet: logged only)",
+            "reply %s for %s message %s: %d characters (no %s client: logged only)",
             payload["interaction_id"],
             payload["platform"],
             payload["in_reply_to"],

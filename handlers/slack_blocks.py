@@ -1,18 +1,23 @@
-"""Block Kit for Earful's Slack cards: pure functions from the domain model to Slack's JSON.
+"""Block Kit for Earful's Slack cards and forms: pure functions from the domain to Slack's JSON.
 
 A card shows the author (handle, influence, customer tier and value), the text with a link to
 the source, the labels, priority and SLA due time, the reasons, the suggested replies and the
 buttons agents act with. Every button's ``value`` is the interaction id, so the action handler
-finds the mention whatever happened to the message since.
+finds the mention whatever happened to the message since. The forms (modals) behind Dismiss,
+Escalate, Snooze and Correct labels carry the card's place in ``private_metadata``.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from bot.console import contact_label, label_parts
-from bot.models import Incident, Interaction
+from bot.effects import step_label
+from bot.models import Incident, Interaction, Platform
+from bot.workbench import Draft
 
 Block = dict[str, Any]
 # Slack's limits: section text 3,000 characters, a message 50 blocks, a button value 2,000.
@@ -114,7 +119,7 @@ def card_blocks(card: Interaction, *, status: str | None = None) -> tuple[str, l
         )
         blocks.append({"type": "context", "elements": [_mrkdwn(reasons)]})
     if decision is not None and decision.escalation:
-        steps = " → ".join(escape(str(step)) for step in decision.escalation)
+        steps = " → ".join(escape(step_label(step)) for step in decision.escalation)
         blocks.append({"type": "context", "elements": [_mrkdwn(f"Escalation: {steps}")]})
     value = str(card.id)
     for number, suggestion in enumerate(card.suggestions, start=1):
@@ -135,7 +140,7 @@ def card_blocks(card: Interaction, *, status: str | None = None) -> tuple[str, l
                 _button("claim", "Claim", value, "primary"),
                 _button("reply", "Reply…", value),
                 _button("escalate", "Escalate…", value),
-                _button("snooze", "Snooze", value),
+                _button("snooze", "Snooze…", value),
                 _button("dismiss", "Dismiss…", value, "danger"),
                 _button("resolve", "Resolve", value),
                 _button("correct", "Correct labels…", value),
@@ -176,6 +181,8 @@ def report_blocks(card: Interaction) -> tuple[str, list[Block]]:
 
 def escalation_text(payload: dict[str, Any]) -> str:
     """An escalation step as a Slack message (``mention`` targets are pinged by name)."""
+    if payload.get("by"):
+        return _by_hand_text(payload)
     overdue = int(payload["overdue_seconds"]) // 60
     target = str(payload["target"])
     ping = f"{target} " if payload["action"] in ("mention", "page") else ""
@@ -184,3 +191,236 @@ def escalation_text(payload: dict[str, Any]) -> str:
         f"({payload['playbook']}), step {payload['step']}/{payload['steps']}: "
         f"{payload['action']} {target}"
     )
+
+
+def _by_hand_text(payload: dict[str, Any]) -> str:
+    """An escalation an agent asked for: a step of the ladder, or a person they picked."""
+    by, target = payload["by"], str(payload["target"])
+    if payload.get("step") is None:
+        return f":arrow_up: {target}: <@{by}> brings you in on this conversation"
+    ping = f"{target} " if payload["action"] in ("mention", "page") else ""
+    return (
+        f":arrow_up: {ping}Escalated by <@{by}>: step {payload['step']}/{payload['steps']}: "
+        f"{payload['action']} {target}"
+    )
+
+
+# The forms behind the card's buttons: callback ids, and the block and action ids of their
+# fields (Slack reports a submission's values by block id, then action id).
+DISMISS_MODAL = "earful.dismiss_modal"
+ESCALATE_MODAL = "earful.escalate_modal"
+SNOOZE_MODAL = "earful.snooze_modal"
+CORRECT_MODAL = "earful.correct_modal"
+REPLY_MODAL = "earful.reply_modal"
+REPLY_BLOCK = "reply"
+REPLY_INPUT = "text"
+COUNTER_BLOCK = "counter"
+CHOICE = "choice"
+NOTE = "note"
+STEP = "step"
+PERSON = "person"
+
+
+def _option(value: str, label: str) -> dict[str, Any]:
+    return {"text": _plain(label), "value": value}
+
+
+def _select(
+    block: str,
+    label: str,
+    options: Sequence[tuple[str, str]],
+    *,
+    initial: str | None = None,
+    optional: bool = False,
+) -> Block:
+    """An input block with a static select (``options``: value, label)."""
+    element: dict[str, Any] = {
+        "type": "static_select",
+        "action_id": CHOICE,
+        "placeholder": _plain("Choose…"),
+        "options": [_option(value, text) for value, text in options],
+    }
+    chosen = [o for o in element["options"] if o["value"] == initial]
+    if chosen:
+        element["initial_option"] = chosen[0]
+    return {
+        "type": "input",
+        "block_id": block,
+        "optional": optional,
+        "label": _plain(label),
+        "element": element,
+    }
+
+
+def _note(label: str) -> Block:
+    return {
+        "type": "input",
+        "block_id": NOTE,
+        "optional": True,
+        "label": _plain(label),
+        "element": {
+            "type": "plain_text_input",
+            "action_id": NOTE,
+            "multiline": True,
+            "max_length": 500,
+        },
+    }
+
+
+def _modal(
+    callback: str, title: str, submit: str, metadata: dict[str, Any], blocks: list[Block]
+) -> dict[str, Any]:
+    return {
+        "type": "modal",
+        "callback_id": callback,
+        "private_metadata": json.dumps(metadata),
+        "title": _plain(title[:24]),
+        "submit": _plain(submit),
+        "close": _plain("Cancel"),
+        "blocks": blocks,
+    }
+
+
+def dismiss_modal(reasons: Mapping[str, str], metadata: dict[str, Any]) -> dict[str, Any]:
+    """Dismiss: a reason (``reasons``: code → label) and an optional note."""
+    return _modal(
+        DISMISS_MODAL,
+        "Dismiss",
+        "Dismiss",
+        metadata,
+        [_select(CHOICE, "Why", list(reasons.items())), _note("Note (optional)")],
+    )
+
+
+def escalate_modal(
+    steps: Sequence[str], next_step: int | None, metadata: dict[str, Any]
+) -> dict[str, Any]:
+    """Escalate: a step of the conversation's ladder (``steps``: labels in order; ``next_step``:
+    the index the SLA timer runs next) to run now, and/or a person to bring in."""
+    blocks: list[Block] = []
+    if steps:
+        options = [
+            (str(number), f"{number}. {label}" + (" (next)" if number - 1 == next_step else ""))
+            for number, label in enumerate(steps, start=1)
+        ]
+        blocks.append(_select(STEP, "Run a step of the playbook now", options, optional=True))
+        blocks.append(
+            {
+                "type": "context",
+                "elements": [
+                    _mrkdwn(
+                        "A step run now counts as run: the SLA timer will not repeat it and "
+                        "moves on to the step after it."
+                    )
+                ],
+            }
+        )
+    else:
+        blocks.append(
+            {
+                "type": "context",
+                "elements": [_mrkdwn("This conversation's playbook lists no escalation steps.")],
+            }
+        )
+    blocks.append(
+        {
+            "type": "input",
+            "block_id": PERSON,
+            "optional": True,
+            "label": _plain("Bring in a person (mentioned in the card's thread)"),
+            "element": {
+                "type": "users_select",
+                "action_id": PERSON,
+                "placeholder": _plain("Choose a person…"),
+            },
+        }
+    )
+    return _modal(ESCALATE_MODAL, "Escalate", "Escalate", metadata, blocks)
+
+
+def snooze_modal(choices: Mapping[str, str], metadata: dict[str, Any]) -> dict[str, Any]:
+    """Snooze: how long the next escalation waits (``choices``: value → label)."""
+    return _modal(
+        SNOOZE_MODAL,
+        "Snooze",
+        "Snooze",
+        metadata,
+        [
+            _select(CHOICE, "Hold escalation until", list(choices.items())),
+            {
+                "type": "context",
+                "elements": [
+                    _mrkdwn("Times are UTC. A new message from the customer wakes it early.")
+                ],
+            },
+        ],
+    )
+
+
+def correct_modal(
+    current: Mapping[str, str | None],
+    choices: Mapping[str, Sequence[str]],
+    metadata: dict[str, Any],
+) -> dict[str, Any]:
+    """Correct labels: one select per label, set to its current value, and a note."""
+    blocks = [
+        _select(
+            field,
+            field.capitalize(),
+            [(value, value.replace("_", " ")) for value in options],
+            initial=current.get(field),
+            optional=True,
+        )
+        for field, options in choices.items()
+    ]
+    blocks.append(_note("Note (optional): what the models missed"))
+    return _modal(CORRECT_MODAL, "Correct labels", "Save", metadata, blocks)
+
+
+def reply_modal(draft: Draft, metadata: dict[str, Any]) -> dict[str, Any]:
+    """The reply form: the customer's words, the editable reply, the platform's limit."""
+    limit = f"up to {draft.limit} characters on {draft.platform.value}" if draft.limit else ""
+    said = escape(draft.customer_text[:1500])
+    element: dict[str, Any] = {
+        "type": "plain_text_input",
+        "action_id": REPLY_INPUT,
+        "multiline": True,
+        "initial_value": draft.text,
+    }
+    counter: list[Block] = []
+    if draft.limit:
+        element["max_length"] = draft.limit
+        # Each keystroke reaches the app's typing listener, which updates the counter below.
+        element["dispatch_action_config"] = {"trigger_actions_on": ["on_character_entered"]}
+        counter.append(length_counter(draft.text, draft.limit, draft.platform))
+    blocks: list[Block] = [
+        {"type": "context", "elements": [_mrkdwn(f"*{escape(draft.author)}*: {said}")]},
+        {
+            "type": "input",
+            "block_id": REPLY_BLOCK,
+            "dispatch_action": draft.limit is not None,
+            "label": _plain("Your public reply"),
+            "element": element,
+            "hint": {
+                "type": "plain_text",
+                "text": f"Sent publicly under the customer's message, {limit}. "
+                "Chat in the card's thread stays inside Slack.",
+            },
+        },
+        *counter,
+    ]
+    metadata = {**metadata, "platform": draft.platform.value, "limit": draft.limit}
+    return _modal(REPLY_MODAL, "Reply", "Send publicly", metadata, blocks)
+
+
+def length_counter(text: str, limit: int, platform: Platform) -> dict[str, Any]:
+    """The line under the reply field: ``123 / 280 characters on x``, a warning when over."""
+    count = len(text.strip())
+    line = f"{count} / {limit} characters on {platform.value}"
+    if count > limit:
+        line = f":warning: *{line}*: {count - limit} too many"
+    return {
+        "type": "context",
+        "block_id": COUNTER_BLOCK,
+        "elements": [{"type": "mrkdwn", "text": line}],
+    }

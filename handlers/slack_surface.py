@@ -9,7 +9,11 @@ Delivery runs from the outbox, which retries: a 429 becomes `RetryLater` with Sl
 Retry-After (never slack_sdk's own sleeping retry, which would hold up every other
 conversation), 5xx and network errors are retried with backoff, and errors that retrying
 cannot fix (a channel that does not exist, a revoked token) fail the effect with the reason.
-Posts are paced to one per second per channel, Slack's documented limit.
+Posts are paced to one per second per channel, Slack's documented limit. A card or incident
+card (or an incident's report) that would have to wait for its channel does not hold up
+delivery: it gets the channel's next free second and comes back then as `RetryLater`, while
+cards for other channels go out; cards of one channel keep their order. (Escalations, which may
+post twice, wait in place, so that a retry never repeats their first post.)
 """
 
 from __future__ import annotations
@@ -57,6 +61,10 @@ _PERMANENT = frozenset(
 )
 
 
+# A deferred card that comes back this early posts now (the wait below covers the rest).
+_EARLY = 0.05
+
+
 def channel_map(spec: str | None) -> dict[str, str]:
     """``"#care=C0123,#incidents=C0456"`` → {"#care": "C0123", …}; queue names stay as given."""
     if not spec:
@@ -90,6 +98,10 @@ class SlackSurface:
         self.clock = clock
         self.sleep = sleep
         self._last_post: dict[str, float] = {}
+        # Per channel, the first second no post has been promised yet; effect id → its second.
+        self._next_free: dict[str, float] = {}
+        self._slots: dict[int, float] = {}
+        self._deferrable: int | None = None  # the effect being delivered, if it posts once
 
     def deliver(self, effect: Effect) -> None:
         """Post or update in Slack; raise `RetryLater` / `DeliveryRejected` when Slack cannot."""
@@ -103,6 +115,8 @@ class SlackSurface:
         handler = handlers.get(effect.kind)
         if handler is None:
             raise DeliveryRejected(f"Slack cannot show {effect.kind!r} effects")
+        single = (effects.CARD, effects.INCIDENT, effects.INCIDENT_UPDATE)
+        self._deferrable = effect.id if effect.kind in single else None
         try:
             handler(effect.payload)
         except SlackApiError as exc:
@@ -113,9 +127,28 @@ class SlackSurface:
     def _channel(self, name: str) -> str:
         return self.channels.get(name, name)
 
+    def _take_slot(self, channel: str, effect_id: int) -> None:
+        """Raise `RetryLater` until the second this effect holds (or now gets) in ``channel``."""
+        now = self.clock()
+        slot = self._slots.get(effect_id)
+        if slot is None:
+            slot = max(now, self._next_free.get(channel, now))
+            self._next_free[channel] = slot + self.min_interval
+            self._slots[effect_id] = slot
+        # A delivery pass that runs late can bring several held seconds at once: each still
+        # waits for a second after the channel's latest post, without holding up the pass.
+        last = self._last_post.get(channel)
+        ready = max(slot, last + self.min_interval) if last is not None else slot
+        if ready - now > _EARLY:
+            self._slots[effect_id] = ready
+            raise RetryLater(f"channel {channel} paced", ready - now)
+        del self._slots[effect_id]
+
     def _post(
         self, channel: str, text: str, blocks: list[Block] | None, *, thread: str | None = None
     ) -> Posted:
+        if self._deferrable is not None and self.min_interval > 0:
+            self._take_slot(channel, self._deferrable)
         last = self._last_post.get(channel)
         if last is not None:
             wait = self.min_interval - (self.clock() - last)
@@ -129,7 +162,10 @@ class SlackSurface:
             unfurl_links=False,
             unfurl_media=False,
         )
-        self._last_post[channel] = self.clock()
+        posted_at = self._last_post[channel] = self.clock()
+        self._next_free[channel] = max(
+            self._next_free.get(channel, posted_at), posted_at + self.min_interval
+        )
         return Posted(str(response["channel"]), str(response["ts"]))
 
     def _card(self, payload: dict[str, Any]) -> None:
@@ -158,6 +194,10 @@ class SlackSurface:
         if place is None:
             raise RetryLater(f"incident {incident.id} has no card yet")
         latest = interaction_from_json(payload["interaction"])
+        if self._deferrable is not None and self.min_interval > 0:
+            # The report's slot before the update, so that waiting never repeats the update.
+            self._take_slot(place.channel, self._deferrable)
+            self._deferrable = None
         text, blocks = incident_blocks(incident, latest)
         self.client.chat_update(channel=place.channel, ts=place.ts, text=text, blocks=blocks)
         report_text, report = report_blocks(latest)

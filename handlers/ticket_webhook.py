@@ -22,7 +22,7 @@ from storage.outbox import Effect
 log = logging.getLogger(__name__)
 
 
-def _retry_after(value: str | None) -> float | None:
+def parse_retry_after(value: str | None) -> float | None:
     """Seconds from a Retry-After header: a number of seconds or an HTTP date."""
     if not value:
         return None
@@ -64,7 +64,9 @@ class TicketWebhook:
             exc.close()  # the error carries the open response
             reason = f"ticket webhook at {host} answered HTTP {exc.code}"
             if exc.code in (408, 429) or exc.code >= 500:
-                raise RetryLater(reason, _retry_after(exc.headers.get("Retry-After"))) from None
+                raise RetryLater(
+                    reason, parse_retry_after(exc.headers.get("Retry-After"))
+                ) from None
             raise DeliveryRejected(reason) from None
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
             cause = exc.reason if isinstance(exc, urllib.error.URLError) else exc

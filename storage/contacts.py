@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -135,8 +135,14 @@ def lookup_authors(session: Session, mentions: Sequence[Mention]) -> list[int | 
     ]
 
 
-def snapshots(session: Session, contact_ids: Iterable[int | None]) -> dict[int, ContactSnapshot]:
-    """What the history holds of each contact now, counting interactions already logged to them."""
+def snapshots(
+    session: Session, contact_ids: Iterable[int | None], *, excluding: Collection[int] = ()
+) -> dict[int, ContactSnapshot]:
+    """What the history holds of each contact now, counting interactions already logged to them.
+
+    Interactions in ``excluding`` (the ones being judged) do not count, even when an earlier
+    attempt at judging them already logged them to their contact.
+    """
     ids = {cid for cid in contact_ids if cid is not None}
     if not ids:
         return {}
@@ -149,7 +155,7 @@ def snapshots(session: Session, contact_ids: Iterable[int | None]) -> dict[int, 
         (cid, direction): n
         for cid, direction, n in session.execute(
             select(InteractionRow.contact_id, InteractionRow.direction, func.count())
-            .where(InteractionRow.contact_id.in_(ids))
+            .where(InteractionRow.contact_id.in_(ids), InteractionRow.id.not_in(excluding))
             .group_by(InteractionRow.contact_id, InteractionRow.direction)
         ).tuples()
         if cid is not None

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from bot.models import Mention
@@ -110,23 +111,50 @@ def pending_jobs(session: Session, *, limit: int, max_attempts: int = 5) -> list
     return [PendingJob(job_id=r[0], interaction_id=r[1], attempts=r[2]) for r in rows]
 
 
-def finish_jobs(session: Session, job_ids: Iterable[int], *, at: datetime) -> None:
-    """Mark jobs done."""
-    ids = list(job_ids)
-    if ids:
-        session.execute(
-            update(Job).where(Job.id.in_(ids)).values(state="done", updated_at=at, last_error=None)
-        )
+def _as_read(jobs: Sequence[PendingJob]) -> Any:
+    """Jobs still pending with the attempts they had when read: no other pass touched them."""
+    return and_(
+        Job.state == "pending",
+        tuple_(Job.id, Job.attempts).in_([(j.job_id, j.attempts) for j in jobs]),
+    )
+
+
+def still_pending(session: Session, jobs: Sequence[PendingJob]) -> list[PendingJob]:
+    """Those of ``jobs`` that are still pending as they were read, in the same order."""
+    if not jobs:
+        return []
+    untouched = set(session.scalars(select(Job.id).where(_as_read(jobs))))
+    return [job for job in jobs if job.job_id in untouched]
+
+
+def finish_jobs(session: Session, jobs: Sequence[PendingJob], *, at: datetime) -> set[int]:
+    """Mark done those of ``jobs`` still pending as they were read; return their ids.
+
+    A job another pass or process finished, failed or retried meanwhile is left as it is, so
+    the caller stores nothing for it.
+    """
+    if not jobs:
+        return set()
+    finished = session.scalars(
+        update(Job)
+        .where(_as_read(jobs))
+        .values(state="done", updated_at=at, last_error=None)
+        .returning(Job.id)
+    )
+    return set(finished)
 
 
 def fail_job(
     session: Session, job: PendingJob, error: str, *, at: datetime, max_attempts: int = 5
-) -> None:
-    """Record a failed attempt; after ``max_attempts`` the job stays ``failed`` for a person."""
+) -> bool:
+    """Record a failed attempt; after ``max_attempts`` the job stays ``failed`` for a person.
+
+    Only if the job is still pending as it was read; returns whether it was.
+    """
     attempts = job.attempts + 1
-    session.execute(
+    result = session.execute(
         update(Job)
-        .where(Job.id == job.job_id)
+        .where(_as_read([job]))
         .values(
             attempts=attempts,
             last_error=error[:2000],
@@ -134,3 +162,4 @@ def fail_job(
             state="failed" if attempts >= max_attempts else "pending",
         )
     )
+    return bool(result.rowcount)  # type: ignore[attr-defined]

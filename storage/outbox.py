@@ -24,6 +24,7 @@ class Effect:
     ordering_key: str
     payload: dict[str, Any]
     attempts: int
+    created_at: datetime
 
 
 def enqueue_all(session: Session, effects: Sequence[Mapping[str, Any]], *, at: datetime) -> None:
@@ -67,6 +68,7 @@ def due(session: Session, *, now: datetime, limit: int = 100) -> list[Effect]:
             ordering_key=row.ordering_key,
             payload=row.payload,
             attempts=row.attempts,
+            created_at=row.created_at,
         )
         for row in ready
     ]
@@ -107,3 +109,22 @@ def mark_failed(session: Session, effect: Effect, error: str) -> None:
         .where(OutboxRow.id == effect.id)
         .values(state="failed", attempts=effect.attempts + 1, last_error=error[:2000])
     )
+
+
+def retry_failed(session: Session, *, at: datetime, kind: str | None = None) -> int:
+    """Put failed effects (of ``kind``, if given) back in line, due now; return how many."""
+    stmt = update(OutboxRow).where(OutboxRow.state == "failed")
+    if kind is not None:
+        stmt = stmt.where(OutboxRow.kind == kind)
+    stmt = stmt.values(state="pending", attempts=0, next_attempt_at=at).returning(OutboxRow.id)
+    return len(session.scalars(stmt).all())
+
+
+def failed(session: Session) -> list[tuple[int, str, str, str | None]]:
+    """Failed effects, oldest first: (id, kind, ordering key, reason)."""
+    rows = session.execute(
+        select(OutboxRow.id, OutboxRow.kind, OutboxRow.ordering_key, OutboxRow.last_error)
+        .where(OutboxRow.state == "failed")
+        .order_by(OutboxRow.id)
+    )
+    return [(row.id, row.kind, row.ordering_key, row.last_error) for row in rows]

@@ -198,8 +198,30 @@ class Checkpoint(Base):
     __tablename__ = "checkpoints"
 
     source: Mapped[str] = mapped_column(String(200), primary_key=True)
-    value: Mapped[str] = mapped_column(String(200))
+    value: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime]
+
+
+class SourceReject(Base):
+    """A payload a source could not turn into a mention, with the reason; the source went on."""
+
+    __tablename__ = "source_rejects"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(200), index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    raw: Mapped[Any | None] = mapped_column(JSON)
+    at: Mapped[datetime]
+
+
+class SourceReads(Base):
+    """Posts read from a source per UTC day (X bills per read; a budget caps it)."""
+
+    __tablename__ = "source_reads"
+
+    source: Mapped[str] = mapped_column(String(200), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    reads: Mapped[int] = mapped_column(Integer)
 
 
 class OutboxRow(Base):
@@ -260,6 +282,9 @@ class SlaTimer(Base):
     armed_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     cancel_reason: Mapped[str | None] = mapped_column(String(40))
+    # When the first response was due (``due_at`` moves with each step, a snooze or an escalation
+    # run by hand); None on timers armed before it was recorded.
+    response_due_at: Mapped[datetime | None]
 
 
 class Incident(Base):
@@ -290,3 +315,19 @@ class SlackMessage(Base):
     channel: Mapped[str] = mapped_column(String(40))
     ts: Mapped[str] = mapped_column(String(40))
     posted_at: Mapped[datetime]
+
+
+class Correction(Base):
+    """An agent's fix of one label of a mention (sentiment, intent or priority), kept beside
+    what the classifiers and playbooks said, for evaluation and retraining."""
+
+    __tablename__ = "corrections"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    interaction_id: Mapped[int] = mapped_column(ForeignKey("interactions.id"), index=True)
+    field: Mapped[str] = mapped_column(String(16))
+    old_value: Mapped[str | None] = mapped_column(String(40))
+    new_value: Mapped[str] = mapped_column(String(40))
+    agent: Mapped[str] = mapped_column(String(120))
+    at: Mapped[datetime] = mapped_column(index=True)
+    note: Mapped[str | None] = mapped_column(Text)

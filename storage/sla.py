@@ -1,4 +1,4 @@
-"""SLA timers: arm, cancel, find due, and claim one escalation step at a time."""
+"""SLA timers: arm, cancel, find due, claim one escalation step at a time, snooze."""
 
 from __future__ import annotations
 
@@ -34,6 +34,9 @@ class Timer:
     playbook: str | None
     priority: str | None
     channel: str
+    state: str = PENDING
+    # When the first response was due (None on timers armed before it was recorded).
+    response_due_at: datetime | None = None
 
     @property
     def next_step(self) -> EscalationStep | None:
@@ -69,6 +72,8 @@ def _timer(row: SlaTimer) -> Timer:
         playbook=row.playbook,
         priority=row.priority,
         channel=row.channel,
+        state=row.state,
+        response_due_at=row.response_due_at,
     )
 
 
@@ -80,6 +85,7 @@ def _fields(arming: Arming) -> dict[str, object]:
         "incident_id": arming.incident_id,
         "interaction_id": arming.interaction_id,
         "due_at": decision.respond_by,
+        "response_due_at": decision.respond_by,
         "step": 0,
         "steps": [{"kind": s.kind, "target": s.target} for s in decision.escalation],
         "escalate_after": (
@@ -196,6 +202,70 @@ def claim_step(session: Session, timer: Timer, *, at: datetime) -> bool:
         .where(
             SlaTimer.id == timer.id,
             SlaTimer.state == PENDING,
+            SlaTimer.generation == timer.generation,
+            SlaTimer.step == timer.step,
+        )
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0) == 1  # type: ignore[attr-defined]
+
+
+def find(session: Session, subject: str) -> Timer | None:
+    """The timer of a conversation or incident in whatever state it is, if it ever had one."""
+    row = session.scalar(select(SlaTimer).where(SlaTimer.subject == subject))
+    return _timer(row) if row is not None else None
+
+
+def mark_step_run(session: Session, timer: Timer, index: int, *, at: datetime) -> bool:
+    """Record that step ``index`` ran by hand, so the automatic ladder never repeats it.
+
+    The timer moves past that step (never back: a step behind the ladder changes nothing) and
+    the next step waits at least ``escalate_after`` from now, keeping the ladder's spacing, and
+    never runs before it was planned to. After the last step the timer is exhausted. Like
+    `claim_step` the update matches only the state read; False if the timer moved meanwhile.
+    """
+    if timer.state != PENDING or index < timer.step:
+        return True
+    following = index + 1
+    values: dict[str, object] = {"step": following, "updated_at": at}
+    if following < len(timer.steps):
+        if timer.escalate_after is not None:
+            values["due_at"] = max(timer.due_at, at + timer.escalate_after)
+    else:
+        values["state"] = EXHAUSTED
+    return _update_read(session, timer, values)
+
+
+def snooze(session: Session, timer: Timer, until: datetime, *, at: datetime) -> bool:
+    """Hold the timer's next escalation until ``until``; False if the timer moved meanwhile.
+
+    A timer that has breached (a step ran, or the ladder is exhausted) is re-armed: when the
+    snooze ends without a response the ladder starts again from its first step. Each snooze
+    starts a new generation, so a breach read before it can never run. A customer message
+    arriving meanwhile brings the deadline forward (`arm_all` tightens a timer at step 0).
+    """
+    if timer.state == CANCELLED:
+        return False
+    values: dict[str, object] = {
+        "state": PENDING,
+        "due_at": until,
+        "step": 0,
+        "generation": timer.generation + 1,
+        "updated_at": at,
+    }
+    if timer.state != PENDING:
+        values["armed_at"] = at
+    return _update_read(session, timer, values)
+
+
+def _update_read(session: Session, timer: Timer, values: dict[str, object]) -> bool:
+    """Update the timer only if it is still as ``timer`` read it."""
+    result = session.execute(
+        update(SlaTimer)
+        .where(
+            SlaTimer.id == timer.id,
+            SlaTimer.state == timer.state,
             SlaTimer.generation == timer.generation,
             SlaTimer.step == timer.step,
         )

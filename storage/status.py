@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from storage import incidents, sla
+from storage import incidents, sla, sources
 from storage.schema import (
     Checkpoint,
     Contact,
@@ -38,6 +38,10 @@ class StatusCounts:
     sla_pending: int
     sla_overdue: int
     incidents_open: int
+    # Posts read today (UTC) per source, against a budget where the platform bills per read.
+    source_reads_today: dict[str, int]
+    # Payloads each source could not use, kept with their reasons.
+    source_rejects: dict[str, int]
 
     def to_json(self) -> dict[str, Any]:
         """A plain JSON object."""
@@ -81,4 +85,6 @@ def counts(session: Session, *, now: datetime) -> StatusCounts:
         checkpoints=dict(
             session.execute(select(Checkpoint.source, Checkpoint.value)).tuples().all()
         ),
+        source_reads_today=sources.reads_on(session, now.date()),
+        source_rejects=sources.rejects_by_source(session),
     )

@@ -30,7 +30,8 @@ def test_demo_runs_and_its_counts_match_the_database(
     assert result.returncode == 0, result.stderr
     assert "the database matches the run" in result.stdout
     assert "Maya Okafor" in result.stdout
-    assert "#earful-triage" in result.stdout
+    assert "#care-priority" in result.stdout
+    assert "#sales" in result.stdout
     demo_db = f"sqlite:///{tmp_path / 'data' / 'demo.db'}"
     status = earful("status", "--json", "--database", demo_db, env=env)
     counts = json.loads(status.stdout)

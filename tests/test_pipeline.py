@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+from support import TextLabels
 
 from bot.app import build, build_decider
 from bot.config import load_settings
@@ -26,6 +28,8 @@ from bot.pipeline import Pipeline
 from bot.replay import ReplayReport, replay
 from handlers.crm_import import read_crm_csv
 from handlers.file_import import read_file
+from playbooks.engine import PlaybookDecider
+from playbooks.loader import load_playbooks
 from storage import contacts, status
 from storage.conversations import transition
 from storage.database import Database
@@ -302,3 +306,140 @@ def test_known_customer_turning_negative_is_flagged(database: Database) -> None:
     assert last["classification"]["value"]["deviation"] == "turning negative"
     assert last["contact"]["past_sentiment"] == [3, 0, 0]
     assert cards[0]["classification"]["value"]["deviation"] is None
+
+
+class DuringClassify(TextLabels):
+    """Labels from the text, after running ``meanwhile`` once, as another writer would."""
+
+    def __init__(self, meanwhile: Callable[[], None]) -> None:
+        self.meanwhile: Callable[[], None] | None = meanwhile
+
+    def classify(self, batch: Sequence[tuple[Mention, ContactSnapshot]]) -> list[Classification]:
+        if self.meanwhile is not None:
+            meanwhile, self.meanwhile = self.meanwhile, None
+            meanwhile()
+        return super().classify(batch)
+
+
+def _customer(number: int, text: str) -> Mention:
+    return Mention(
+        platform=Platform.X,
+        external_id=f"18700000000000{number:05d}",
+        text=text,
+        author=Author(handle=f"customer{number}"),
+        created_at=NOW,
+    )
+
+
+def _care_pipeline(database: Database, playbooks: Path, classifier: TextLabels) -> Pipeline:
+    return Pipeline(
+        database=database,
+        classifier=classifier,
+        decider=PlaybookDecider(load_playbooks(playbooks), triage_channel="#earful-triage"),
+        clock=lambda: NOW,
+    )
+
+
+def _job_of(session: Session, external_id: str) -> Job:
+    job = session.scalar(
+        select(Job)
+        .join(InteractionRow, InteractionRow.id == Job.interaction_id)
+        .where(InteractionRow.external_id == external_id)
+    )
+    assert job is not None
+    return job
+
+
+def test_sources_store_while_the_models_run(database: Database, playbooks: Path) -> None:
+    """A source stores new mentions while the classifier runs, and the same pass handles them."""
+    late = _customer(2, "my router is broken")
+    pipeline = _care_pipeline(database, playbooks, DuringClassify(lambda: None))
+    assert isinstance(pipeline.classifier, DuringClassify)
+    pipeline.classifier.meanwhile = lambda: pipeline.ingest([late])
+    pipeline.ingest([_customer(1, "my router is broken")])
+    stats = pipeline.process_pending()
+    assert (stats.processed, stats.failed, stats.effects) == (2, 0, 2)
+
+
+def test_skips_a_mention_another_pass_finished_meanwhile(
+    database: Database, playbooks: Path
+) -> None:
+    """Stores, routes and counts nothing for a mention whose job another process finished while the models ran."""
+    taken, other = _customer(1, "my router is broken"), _customer(2, "my router is broken too")
+
+    def finish_elsewhere() -> None:
+        with database.transaction() as session:
+            _job_of(session, taken.external_id).state = "done"
+
+    pipeline = _care_pipeline(database, playbooks, DuringClassify(finish_elsewhere))
+    pipeline.ingest([taken, other])
+    stats = pipeline.process_pending()
+    assert (stats.processed, stats.effects, stats.timers_armed) == (1, 1, 1)
+    with database.transaction() as session:
+        decided = session.execute(
+            select(InteractionRow.external_id, InteractionRow.decision.is_not(None))
+        ).all()
+        cards = session.scalars(select(OutboxRow.idempotency_key)).all()
+    assert dict(decided) == {taken.external_id: False, other.external_id: True}
+    assert len(cards) == 1
+
+
+def test_a_failure_after_another_pass_retried_the_job_is_not_counted_twice(
+    database: Database, playbooks: Path
+) -> None:
+    """Leaves a job alone when another process recorded an attempt on it while the models ran."""
+    broken = _customer(1, "my router is broken")
+
+    def retried_elsewhere() -> None:
+        with database.transaction() as session:
+            _job_of(session, broken.external_id).attempts = 1
+
+    pipeline = _care_pipeline(database, playbooks, DuringClassify(retried_elsewhere))
+    pipeline.ingest([broken])
+    stats = pipeline.process_pending()  # skipped by the first batch, judged by the second
+    assert (stats.processed, stats.effects) == (1, 1)
+    with database.transaction() as session:
+        job = _job_of(session, broken.external_id)
+        assert (job.state, job.attempts) == ("done", 1)
+
+
+def test_arms_no_timer_for_a_conversation_answered_while_the_models_ran(
+    database: Database, playbooks: Path
+) -> None:
+    """Posts the card but starts no SLA timer when an agent answered the conversation meanwhile."""
+    mention = _customer(1, "my router is broken")
+
+    def answered() -> None:
+        with database.transaction() as session:
+            conversation = session.scalar(
+                select(Conversation).where(Conversation.thread_key == mention.external_id)
+            )
+            assert conversation is not None
+            transition(session, conversation, ConversationState.RESPONDED, at=NOW)
+
+    pipeline = _care_pipeline(database, playbooks, DuringClassify(answered))
+    pipeline.ingest([mention])
+    stats = pipeline.process_pending()
+    assert (stats.processed, stats.effects, stats.timers_armed) == (1, 1, 0)
+
+
+def test_a_retried_mention_does_not_count_itself_in_its_contact_history(
+    database: Database, playbooks: Path
+) -> None:
+    """Judges a retried mention against its author's history without the mention itself."""
+    seen: list[int] = []
+
+    class FailsOnce(TextLabels):
+        def classify(
+            self, batch: Sequence[tuple[Mention, ContactSnapshot]]
+        ) -> list[Classification]:
+            seen.extend(contact.inbound_count for _, contact in batch)
+            if len(seen) <= 2:  # the batch, then the mention alone
+                raise RuntimeError("model exploded")
+            return super().classify(batch)
+
+    pipeline = _care_pipeline(database, playbooks, FailsOnce())
+    pipeline.ingest([_customer(1, "my router is broken")])
+    stats = pipeline.process_pending()
+    assert (stats.processed, stats.failed) == (1, 1)
+    assert seen == [0, 0, 0]  # its retry, too, finds no earlier message

@@ -394,6 +394,7 @@ def test_ticket_webhook_retries_on_503_and_gives_up_on_400(ticket_server: str) -
         ordering_key="conversation:1",
         payload={"target": ticket_server, "action": "ticket"},
         attempts=0,
+        created_at=datetime(2026, 1, 1, tzinfo=UTC),
     )
     _Hooks.status = 503
     with pytest.raises(RetryLater) as busy:

@@ -9,33 +9,54 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk import WebClient
-from slack_standin import TOKEN, SlackState, signed_action, signed_submission, slack_standin
+from slack_sdk.models.blocks import ActionsBlock
+from slack_standin import (
+    TOKEN,
+    SlackState,
+    signed_action,
+    signed_submission,
+    signed_view_action,
+    slack_standin,
+)
 from sqlalchemy import select
-from support import Clock, TextLabels
+from support import PLAYBOOKS, Clock, TextLabels
 
 from bot import effects
 from bot.app import build_embedder, build_suggester
 from bot.config import load_settings
 from bot.delivery import Deliverer
-from bot.models import Author, Direction, Mention, Platform
+from bot.models import Author, ContactSnapshot, Direction, Interaction, Mention, Platform
 from bot.pipeline import Pipeline
+from bot.sla import SlaTimers
 from bot.workbench import Workbench
 from handlers.reply_log import LoggedReplies
-from handlers.slack_actions import build_app
+from handlers.slack_actions import NOT_AN_AGENT, build_app
+from handlers.slack_blocks import card_blocks
 from handlers.slack_surface import SlackSurface
+from handlers.ticket_webhook import TicketWebhook
 from playbooks.engine import PlaybookDecider
 from playbooks.loader import load_playbooks
 from storage import sla
 from storage.database import Database
-from storage.schema import AuditEntry, Conversation, InteractionRow, OutboxRow, SlaTimer
+from storage.schema import (
+    AuditEntry,
+    Conversation,
+    Correction,
+    InteractionRow,
+    OutboxRow,
+    SlaTimer,
+)
 from storage.slack import SlackPlaces
 
 SECRET = "test-signing-secret-8f3a"  # noqa: S105 - a test secret
@@ -99,11 +120,11 @@ def _card(
     return interaction_id, ts
 
 
-def _app(database: Database, url: str) -> AsyncApp:
+def _app(database: Database, url: str, clock: Clock | None = None) -> AsyncApp:
     return build_app(
         token=TOKEN,
         signing_secret=SECRET,
-        workbench=Workbench(database=database, clock=Clock(T0 + timedelta(minutes=5))),
+        workbench=Workbench(database=database, clock=clock or Clock(T0 + timedelta(minutes=5))),
         agents={AGENT},
         api_url=url,
     )
@@ -197,16 +218,6 @@ def test_resolve_and_dismiss_close_the_conversation_and_stop_its_timer(
         f"Nothing changed: card {interaction_id}: the conversation is already resolved"
     ]
     assert _conversation(database).assignee is None
-
-
-def test_dismiss_closes_the_conversation(
-    database: Database, playbooks: Path, slack: tuple[str, SlackState]
-) -> None:
-    url, state = slack
-    interaction_id, ts = _card(database, playbooks, url, state)
-    assert _click(_app(database, url), url, action="dismiss", value=interaction_id, ts=ts) == 200
-    assert _conversation(database).state == "dismissed"
-    assert _audit(database) == ["card.dismiss"]
 
 
 def test_a_user_outside_the_agent_group_cannot_act(
@@ -330,3 +341,510 @@ def test_a_reply_over_the_platform_limit_is_refused_in_the_form(
             select(InteractionRow).where(InteractionRow.direction == Direction.OUTBOUND.value)
         ).all()
     assert outbound == []
+
+
+# The forms behind Dismiss, Escalate, Snooze and Correct labels, and the reply counter.
+
+
+def _open_form(
+    app: AsyncApp, url: str, state: SlackState, interaction_id: int, ts: str, action: str
+) -> dict[str, Any]:
+    """Click a card button that opens a form; return the form Slack was asked to open."""
+    before = len([c for c in state.calls if c.method == "views.open"])
+    assert _click(app, url, action=action, value=interaction_id, ts=ts) == 200
+    opened = [c for c in state.calls if c.method == "views.open"]
+    assert len(opened) == before + 1, "no form was opened"
+    view = opened[-1].body["view"]
+    return json.loads(view) if isinstance(view, str) else view
+
+
+def _chosen(value: str) -> dict[str, Any]:
+    return {"type": "static_select", "selected_option": {"value": value}}
+
+
+def _submit(
+    app: AsyncApp, view: dict[str, Any], values: dict[str, Any], user: str = AGENT
+) -> tuple[int, dict[str, Any] | None]:
+    """Submit a form through bolt; return the status and the answer (None: accepted)."""
+    status, answer = _dispatch(app, *signed_submission(view, values, user=user, secret=SECRET))
+    return status, json.loads(answer) if answer else None
+
+
+def _card_update(database: Database, url: str, state: SlackState) -> str:
+    """Deliver the outbox; return the blocks of the card's latest update, as JSON text."""
+    _deliver(database, url)
+    updates = [c for c in state.calls if c.method == "chat.update"]
+    assert updates, "the card was not updated"
+    return json.dumps(updates[-1].body["blocks"], ensure_ascii=False)
+
+
+def _select_options(view: dict[str, Any], block: str) -> list[str]:
+    (found,) = [b for b in view["blocks"] if b.get("block_id") == block]
+    return [o["text"]["text"] for o in found["element"]["options"]]
+
+
+def _audit_details(database: Database, action: str) -> list[dict[str, Any]]:
+    with database.transaction() as session:
+        return list(
+            session.scalars(
+                select(AuditEntry.details)
+                .where(AuditEntry.action == action)
+                .order_by(AuditEntry.id)
+            )
+        )
+
+
+def test_dismiss_asks_for_a_reason_and_shows_it_on_the_card(
+    database: Database, playbooks: Path, slack: tuple[str, SlackState]
+) -> None:
+    """Dismiss opens a form; without a reason it is refused, with one the conversation closes,
+    its timer stops, and the reason is in the audit log and on the card."""
+    url, state = slack
+    interaction_id, ts = _card(database, playbooks, url, state)
+    app = _app(database, url)
+    view = _open_form(app, url, state, interaction_id, ts, "dismiss")
+    assert _select_options(view, "choice") == [
+        "Spam",
+        "Not for us",
+        "Already handled",
+        "No reply needed",
+        "Other",
+    ]
+    assert _conversation(database).state == "new"  # opening the form changes nothing
+
+    assert _submit(app, view, {"note": {"note": "hm"}}) == (
+        200,
+        {"response_action": "errors", "errors": {"choice": "Pick a reason."}},
+    )
+    assert _conversation(database).state == "new"
+
+    values = {"choice": {"choice": _chosen("not_for_us")}, "note": {"note": "wrong <company>"}}
+    assert _submit(app, view, values) == (200, None)
+    assert _conversation(database).state == "dismissed"
+    assert _timer(database).cancel_reason == "dismissed"
+    (details,) = _audit_details(database, "card.dismiss")
+    assert (details["reason"], details["note"]) == ("Not for us", "wrong <company>")
+    blocks = _card_update(database, url, state)
+    assert "Dismissed by <@U0AGENT>: Not for us (wrong &lt;company&gt;)" in blocks
+
+
+def _timer(database: Database) -> SlaTimer:
+    with database.transaction() as session:
+        return session.scalars(select(SlaTimer)).one()
+
+
+def _fired(database: Database, at: datetime) -> list[str]:
+    return [b.description for b in SlaTimers(database=database, clock=Clock(at)).fire_due()]
+
+
+def test_escalate_runs_the_chosen_step_once_and_the_ladder_moves_on(
+    database: Database, playbooks: Path, slack: tuple[str, SlackState]
+) -> None:
+    """Running "notify #care-leads" by hand posts it now; at the breach the timer runs the next
+    step, never the notify again."""
+    url, state = slack
+    interaction_id, ts = _card(database, playbooks, url, state)
+    app = _app(database, url)
+    view = _open_form(app, url, state, interaction_id, ts, "escalate")
+    assert _select_options(view, "step") == [
+        "1. notify #care-leads (next)",
+        "2. mention @care-lead",
+        "3. page on-call",
+    ]
+    assert _submit(app, view, {}) == (
+        200,
+        {"response_action": "errors", "errors": {"person": "Pick a step or a person."}},
+    )
+    assert _submit(app, view, {"step": {"choice": _chosen("1")}}) == (200, None)
+
+    timer = _timer(database)
+    assert (timer.state, timer.step, timer.due_at) == ("pending", 1, T0 + timedelta(minutes=30))
+    manual = _effects(database, effects.ESCALATION)
+    assert [(e.payload["action"], e.payload["target"], e.payload["by"]) for e in manual] == [
+        ("notify", "#care-leads", AGENT)
+    ]
+    (details,) = _audit_details(database, "card.escalate")
+    assert (details["step"], details["to"]) == (1, "notify #care-leads")
+
+    blocks = _card_update(database, url, state)
+    assert "Escalated by <@U0AGENT> to notify #care-leads" in blocks
+    posts = [c.body for c in state.posts()]
+    in_thread = [p for p in posts if p.get("thread_ts") == ts]
+    assert [p["text"] for p in in_thread] == [
+        ":arrow_up: Escalated by <@U0AGENT>: step 1/3: notify #care-leads"
+    ]
+    assert [p["channel"] for p in posts if "Escalated by" in p["text"]] == ["C0CARE", "#care-leads"]
+
+    assert _fired(database, T0 + timedelta(minutes=29)) == []
+    assert _fired(database, T0 + timedelta(minutes=31)) == [
+        "conversation:1 step 2/3 mention @care-lead"
+    ]
+    assert _fired(database, T0 + timedelta(minutes=32)) == []
+    automatic = [e for e in _effects(database, effects.ESCALATION) if "by" not in e.payload]
+    assert [(e.payload["action"], e.payload["overdue_seconds"]) for e in automatic] == [
+        ("mention", 60)  # a minute past the first-response deadline, as it is
+    ]
+
+
+def test_escalate_to_a_person_mentions_them_in_the_card_thread(
+    database: Database, playbooks: Path, slack: tuple[str, SlackState]
+) -> None:
+    """A person picked in the form is pinged in the card's thread; the SLA ladder is untouched."""
+    url, state = slack
+    interaction_id, ts = _card(database, playbooks, url, state)
+    app = _app(database, url)
+    view = _open_form(app, url, state, interaction_id, ts, "escalate")
+    person = {"person": {"person": {"type": "users_select", "selected_user": "U0LEAD"}}}
+    assert _submit(app, view, person) == (200, None)
+    assert _timer(database).step == 0
+    blocks = _card_update(database, url, state)
+    assert "Escalated by <@U0AGENT> to <@U0LEAD>" in blocks
+    (ping,) = [c.body for c in state.posts() if c.body.get("thread_ts") == ts]
+    assert ping["text"] == ":arrow_up: <@U0LEAD>: <@U0AGENT> brings you in on this conversation"
+
+
+class _Tickets(BaseHTTPRequestHandler):
+    """A local ticket system that records each POST."""
+
+    received: list[dict[str, Any]] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - the http.server API
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).received.append(json.loads(body))
+        self.send_response(201)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        """Quiet."""
+
+
+@pytest.fixture
+def tickets() -> Iterator[str]:
+    _Tickets.received = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Tickets)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hooks/ticket?token=s3cret"
+    server.shutdown()
+    server.server_close()
+
+
+def test_escalating_to_the_ticket_step_posts_to_its_webhook_once(
+    database: Database, tmp_path: Path, slack: tuple[str, SlackState], tickets: str
+) -> None:
+    """The ticket step runs through the outbox to its webhook; its token never reaches Slack, and
+    the ladder, climbed to its end by hand, fires nothing more."""
+    directory = tmp_path / "ticketing"
+    directory.mkdir()
+    (directory / "care.yaml").write_text(
+        PLAYBOOKS.replace("  - page: on-call", f"  - ticket: {tickets}")
+    )
+    url, state = slack
+    interaction_id, ts = _card(database, directory, url, state)
+    app = _app(database, url)
+    view = _open_form(app, url, state, interaction_id, ts, "escalate")
+    assert _select_options(view, "step")[2] == "3. ticket 127.0.0.1"
+    assert _submit(app, view, {"step": {"choice": _chosen("3")}}) == (200, None)
+    assert _timer(database).state == sla.EXHAUSTED
+
+    surface = SlackSurface(
+        client=WebClient(token=TOKEN, base_url=url), places=SlackPlaces(database), min_interval=0
+    )
+    sinks = {kind: surface for kind in effects.TEAM_KINDS} | {effects.TICKET: TicketWebhook()}
+    assert Deliverer(database=database, sinks=sinks).drain(max_wait=0).failed == 0
+    (ticket,) = _Tickets.received
+    assert (ticket["action"], ticket["by"], ticket["step"]) == ("ticket", AGENT, 3)
+    assert ticket["mention"]["text"] == "my router is broken again"
+    assert _fired(database, T0 + timedelta(hours=3)) == []
+    assert len(_Tickets.received) == 1
+    slack_text = json.dumps([c.body for c in state.calls])
+    assert "Escalated by <@U0AGENT> to ticket 127.0.0.1" in slack_text
+    assert "s3cret" not in slack_text
+    assert "s3cret" not in json.dumps(_audit_details(database, "card.escalate"))
+
+
+def _effects(database: Database, kind: str) -> list[OutboxRow]:
+    with database.transaction() as session:
+        return list(
+            session.scalars(select(OutboxRow).where(OutboxRow.kind == kind).order_by(OutboxRow.id))
+        )
+
+
+def test_snooze_moves_the_timer_and_nothing_fires_before_the_new_time(
+    database: Database, playbooks: Path, slack: tuple[str, SlackState]
+) -> None:
+    """Snoozing for 2 hours at 17:45 holds the breach due at 18:10 until 19:45."""
+    url, state = slack
+    interaction_id, ts = _card(database, playbooks, url, state)
+    app = _app(database, url)
+    view = _open_form(app, url, state, interaction_id, ts, "snooze")
+    assert _select_options(view, "choice") == ["30 minutes", "2 hours", "Tomorrow 9:00"]
+    assert _submit(app, view, {"choice": {"choice": _chosen("2h")}}) == (200, None)
+    until = T0 + timedelta(minutes=5, hours=2)
+    assert _timer(database).due_at == until
+    assert "Snoozed until 2026-11-04 19:45 UTC by <@U0AGENT>" in _card_update(database, url, state)
+    (details,) = _audit_details(database, "card.snooze")
+    assert details["until"] == until.isoformat()
+
+    assert _fired(database, T0 + timedelta(minutes=31)) == []
+    assert _fired(database, until - timedelta(seconds=1)) == []
+    assert _fired(database, until) == ["conversation:1 step 1/3 notify #care-leads"]
+    (breach,) = _effects(database, effects.ESCALATION)
+    assert breach.payload["overdue_seconds"] == 95 * 60  # since the deadline, not the snooze
+
+
+def test_snoozing_a_breached_item_rearms_its_ladder(
+    database: Database, playbooks: Path, slack: tuple[str, SlackState]
+) -> None:
+    """After the first step fired, a snooze holds the rest; when it ends the ladder starts over;
+    an exhausted ladder is re-armed the same way (tomorrow 9:00 UTC)."""
+    url, state = slack
+    interaction_id, ts = _card(database, playbooks, url, state)
+    assert _fired(database, T0 + timedelta(minutes=31)) == [
+        "conversation:1 step 1/3 notify #care-leads"
+    ]
+    at = T0 + timedelta(minutes=40)
+    app = _app(database, url, clock=Clock(at))
+    view = _open_form(app, url, state, interaction_id, ts, "snooze")
+    assert _submit(app, view, {"choice": {"choice": _chosen("30m")}}) == (200, None)
+    timer = _timer(database)
+    assert (timer.state, timer.step, timer.generation) == ("pending", 0, 2)
+    assert _fired(database, T0 + timedelta(minutes=46)) == []  # step 2 was due now
+    assert _fired(database, at + timedelta(minutes=30)) == [
+        "conversation:1 step 1/3 notify #care-leads"
+    ]
+    for minutes in (86, 101):
+        _fired(database, T0 + timedelta(minutes=minutes))
+    assert _timer(database).state == sla.EXHAUSTED
+
+    assert _submit(app, view, {"choice": {"choice": _chosen("tomorrow")}}) == (200, None)
+    timer = _timer(database)
+    assert (timer.state, timer.step) == ("pending", 0)
+    assert timer.due_at == datetime(2026, 11, 5, 9, 0, tzinfo=UTC)
+
+
+def test_a_form_that_cannot_act_tells_the_agent_privately(
+    database: Database, playbooks: Path, slack: tuple[str, SlackState]
+) -> None:
+    """Snoozing a conversation resolved while the form was open changes nothing and says why."""
+    url, state = slack
+    interaction_id, ts = _card(database, playbooks, url, state)
+    app = _app(database, url)
+    view = _open_form(app, url, state, interaction_id, ts, "snooze")
+    assert _click(app, url, action="resolve", value=interaction_id, ts=ts) == 200
+    assert _submit(app, view, {"choice": {"choice": _chosen("2h")}}) == (200, None)
+    (note,) = [c.body for c in state.calls if c.method == "chat.postEphemeral"]
+    assert (note["channel"], note["user"]) == ("C0CARE", AGENT)
+    assert (
+        note["text"]
+        == f"Nothing changed: card {interaction_id}: the conversation is already resolved"
+    )
+    assert _timer(database).state == sla.CANCELLED
+    assert _audit(database) == ["card.resolve"]
+
+
+def test_a_customer_message_wakes_a_snoozed_item(
+    database: Database, playbooks: Path, slack: tuple[str, SlackState]
+) -> None:
+    """Snoozed until tomorrow, the conversation is due again 30 minutes after the customer
+    writes again, and escalates then."""
+    url, state = slack
+    interaction_id, ts = _card(database, playbooks, url, state)
+    app = _app(database, url)
+    view = _open_form(app, url, state, interaction_id, ts, "snooze")
+    assert _submit(app, view, {"choice": {"choice": _chosen("tomorrow")}}) == (200, None)
+    assert _timer(database).due_at == datetime(2026, 11, 5, 9, 0, tzinfo=UTC)
+
+    again = T0 + timedelta(minutes=20)
+    pipeline = _pipeline(database, playbooks)
+    pipeline.ingest(
+        [
+            Mention(
+                platform=Platform.X,
+                external_id="1880000000000000002",
+                text="hello?? still broken",
+                author=Author(handle="dana_cole", display_name="Dana Cole"),
+                created_at=again,
+                in_reply_to="1880000000000000001",
+            )
+        ]
+    )
+    pipeline.process_pending()
+    assert _timer(database).due_at == again + timedelta(minutes=30)
+    assert _fired(database, again + timedelta(minutes=31)) == [
+        "conversation:1 step 1/3 notify #care-leads"
+    ]
+
+
+def test_correct_labels_stores_a_correction_and_exports_it(
+    database: Database,
+    playbooks: Path,
+    slack: tuple[str, SlackState],
+    earful: Any,
+    env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    """The form starts at the current labels; a changed intent is stored as a correction, shown
+    on the card, the new starting value of the form, and exported as JSON Lines."""
+    url, state = slack
+    interaction_id, ts = _card(database, playbooks, url, state)
+    app = _app(database, url)
+    view = _open_form(app, url, state, interaction_id, ts, "correct")
+    initial = {
+        b["block_id"]: b["element"]["initial_option"]["value"]
+        for b in view["blocks"]
+        if "initial_option" in b.get("element", {})
+    }
+    assert initial == {"sentiment": "negative", "intent": "complaint", "priority": "P2"}
+    unchanged = {field: {"choice": _chosen(value)} for field, value in initial.items()}
+    assert _submit(app, view, unchanged)[1] == {
+        "response_action": "errors",
+        "errors": {"note": "Nothing changed: set the label that is wrong to the right one."},
+    }
+
+    values = unchanged | {
+        "intent": {"choice": _chosen("question")},
+        "note": {"note": "asks how to reset"},
+    }
+    assert _submit(app, view, values) == (200, None)
+    with database.transaction() as session:
+        rows = session.scalars(select(Correction)).all()
+    assert [
+        (r.interaction_id, r.field, r.old_value, r.new_value, r.agent, r.note) for r in rows
+    ] == [(interaction_id, "intent", "complaint", "question", "slack:U0AGENT", "asks how to reset")]
+    assert rows[0].at == T0 + timedelta(minutes=5)
+    (details,) = _audit_details(database, "card.correct")
+    assert details["changes"] == {"intent": ["complaint", "question"]}
+    blocks = _card_update(database, url, state)
+    assert "Corrected by <@U0AGENT>: intent complaint → question" in blocks
+    again = _open_form(app, url, state, interaction_id, ts, "correct")
+    (intent,) = [b for b in again["blocks"] if b.get("block_id") == "intent"]
+    assert intent["element"]["initial_option"]["value"] == "question"
+
+    out = tmp_path / "corrections.jsonl"
+    done = earful("corrections", "export", "--out", str(out), "--database", database.url, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "1 correction(s) exported" in done.stderr
+    (line,) = [json.loads(x) for x in out.read_text().splitlines()]
+    assert line == {
+        "interaction_id": interaction_id,
+        "text": "my router is broken again",
+        "field": "intent",
+        "old": "complaint",
+        "new": "question",
+        "at": (T0 + timedelta(minutes=5)).isoformat(),
+    }
+    nowhere = str(tmp_path / "missing" / "corrections.jsonl")
+    refused = earful("corrections", "export", "--out", nowhere, "--database", database.url, env=env)
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == f"error: {nowhere}: No such file or directory"
+
+
+@pytest.mark.parametrize("action", ["dismiss", "escalate", "snooze", "correct"])
+def test_a_user_outside_the_agent_group_cannot_use_the_forms(
+    database: Database, playbooks: Path, slack: tuple[str, SlackState], action: str
+) -> None:
+    """An outsider's click opens no form and gets a private note; an outsider's submission of
+    an agent's form is refused in the form; nothing changes."""
+    url, state = slack
+    interaction_id, ts = _card(database, playbooks, url, state)
+    app = _app(database, url)
+    assert _click(app, url, action=action, value=interaction_id, ts=ts, user=OUTSIDER) == 200
+    assert [c for c in state.calls if c.method == "views.open"] == []
+    (note,) = [c.body for c in state.calls if c.method == "response_url"]
+    assert (note["response_type"], note["text"]) == ("ephemeral", NOT_AN_AGENT)
+
+    view = _open_form(app, url, state, interaction_id, ts, action)
+    values = {
+        "dismiss": {"choice": {"choice": _chosen("spam")}},
+        "escalate": {"step": {"choice": _chosen("1")}},
+        "snooze": {"choice": {"choice": _chosen("2h")}},
+        "correct": {"intent": {"choice": _chosen("spam")}},
+    }[action]
+    status, answer = _submit(app, view, values, user=OUTSIDER)
+    assert status == 200
+    assert answer is not None
+    assert answer["response_action"] == "errors"
+    assert list(answer["errors"].values()) == [NOT_AN_AGENT]
+    assert _conversation(database).state == "new"
+    timer = _timer(database)
+    assert (timer.step, timer.generation, timer.due_at) == (0, 1, T0 + timedelta(minutes=30))
+    assert _audit(database) == []
+    assert _effects(database, effects.ESCALATION) == []
+    with database.transaction() as session:
+        assert session.scalars(select(Correction)).all() == []
+
+
+def test_the_reply_form_counts_characters_as_the_agent_types(
+    database: Database, playbooks: Path, slack: tuple[str, SlackState]
+) -> None:
+    """Each keystroke updates the line under the field ("120 / 280 characters on x"), with a
+    warning past the limit; the form is still sent with "Send publicly"."""
+    url, state = slack
+    interaction_id, ts = _card(database, playbooks, url, state)
+    app = _app(database, url)
+    view = _open_reply(app, url, state, interaction_id, ts, "reply")
+    reply = view["blocks"][1]  # type: ignore[index]
+    assert reply["dispatch_action"] is True
+    assert reply["element"]["dispatch_action_config"] == {
+        "trigger_actions_on": ["on_character_entered"]
+    }
+    assert view["blocks"][2]["elements"][0]["text"] == "0 / 280 characters on x"  # type: ignore[index]
+
+    def typed(text: str) -> dict[str, Any]:
+        body, headers = signed_view_action(
+            view, block="reply", action="text", value=text, user=AGENT, secret=SECRET
+        )
+        assert _dispatch(app, body, headers)[0] == 200
+        update = [c for c in state.calls if c.method == "views.update"][-1].body
+        updated = json.loads(update["view"]) if isinstance(update["view"], str) else update["view"]
+        assert (update["view_id"], update["hash"]) == ("V0REPLY", "1767225600.abcdef")
+        assert updated["callback_id"] == "earful.reply_modal"
+        assert [b.get("block_id") for b in updated["blocks"]][1:] == ["reply", "counter"]
+        return updated["blocks"][2]["elements"][0]["text"]
+
+    assert typed("y" * 120) == "120 / 280 characters on x"
+    assert typed("y" * 300) == ":warning: *300 / 280 characters on x*: 20 too many"
+    updates = len([c for c in state.calls if c.method == "views.update"])
+    body, headers = signed_view_action(
+        view, block="reply", action="text", value="y", user=OUTSIDER, secret=SECRET
+    )
+    assert _dispatch(app, body, headers)[0] == 200
+    assert len([c for c in state.calls if c.method == "views.update"]) == updates
+
+    text = "Hi Dana, sorry about this. Could you DM us your account email?"
+    assert _submit(app, view, {"reply": {"text": text}}) == (200, None)
+    with database.transaction() as session:
+        sent = session.scalars(
+            select(InteractionRow.text).where(InteractionRow.direction == "outbound")
+        ).all()
+    assert sent == [text]
+
+
+def test_card_buttons_fit_block_kit() -> None:
+    """Slack allows 25 elements in an actions block (5 until 2021); the card's buttons pass
+    slack_sdk's own Block Kit validation."""
+    card = Interaction(
+        id=7,
+        mention=Mention(
+            platform=Platform.X,
+            external_id="1",
+            text="hi",
+            author=Author(handle="dana_cole"),
+            created_at=T0,
+        ),
+        conversation_id=1,
+        contact=ContactSnapshot(contact_id=None),
+    )
+    _, blocks = card_blocks(card)
+    actions = ActionsBlock(**{k: v for k, v in blocks[-1].items() if k != "type"})
+    actions.validate_json()
+    assert [e["action_id"] for e in blocks[-1]["elements"]] == [
+        "earful.claim",
+        "earful.reply",
+        "earful.escalate",
+        "earful.snooze",
+        "earful.dismiss",
+        "earful.resolve",
+        "earful.correct",
+    ]

@@ -1,0 +1,93 @@
+"""The outbox: transient failures retried for a day, failed effects queued again by hand."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from support import Clock
+
+from bot.delivery import Deliverer
+from bot.errors import RetryLater
+from storage import outbox
+from storage.database import Database
+from storage.outbox import Effect
+
+START = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+Earful = Callable[..., subprocess.CompletedProcess[str]]
+
+
+class Flaky:
+    """A sink that is down until ``up`` is set, like Slack during an outage."""
+
+    def __init__(self) -> None:
+        self.up = False
+        self.delivered: list[str] = []
+
+    def deliver(self, effect: Effect) -> None:
+        if not self.up:
+            raise RetryLater("HTTP 503 from Slack")
+        self.delivered.append(effect.idempotency_key)
+
+
+def _cards(database: Database, count: int) -> None:
+    with database.transaction() as session:
+        outbox.enqueue_all(
+            session,
+            [
+                {
+                    "idempotency_key": f"card:{n}",
+                    "kind": "card",
+                    "ordering_key": "conversation:1",
+                    "payload": {"n": n},
+                }
+                for n in range(count)
+            ],
+            at=START,
+        )
+
+
+def _run_for(deliverer: Deliverer, clock: Clock, hours: float) -> None:
+    end = clock.now + timedelta(hours=hours)
+    while clock.now < end:
+        deliverer.deliver_due()
+        clock.now += timedelta(minutes=5)
+
+
+def test_an_outage_of_hours_ends_with_every_card_delivered_in_order(database: Database) -> None:
+    """Keeps retrying through a six-hour outage, then delivers every card once, in order."""
+    clock = Clock(START)
+    sink = Flaky()
+    deliverer = Deliverer(database=database, sinks={"card": sink}, clock=clock)
+    _cards(database, 3)
+    _run_for(deliverer, clock, hours=6)
+    assert sink.delivered == []
+    sink.up = True
+    _run_for(deliverer, clock, hours=0.5)
+    assert sink.delivered == ["card:0", "card:1", "card:2"]
+
+
+def test_gives_up_after_a_day_and_retries_when_asked(
+    database: Database, earful: Earful, env: dict[str, str]
+) -> None:
+    """Fails an effect still undeliverable after 24 hours; `earful outbox retry` queues it again."""
+    clock = Clock(START)
+    sink = Flaky()
+    deliverer = Deliverer(database=database, sinks={"card": sink}, clock=clock)
+    _cards(database, 1)
+    _run_for(deliverer, clock, hours=25)
+    with database.transaction() as session:
+        [(_, kind, _, reason)] = outbox.failed(session)
+    assert kind == "card"
+    assert reason is not None
+    assert "HTTP 503 from Slack" in reason
+    listed = earful("outbox", "failed", "--database", database.url, env=env)
+    assert "HTTP 503 from Slack" in listed.stdout
+    retried = earful("outbox", "retry", "--kind", "card", "--database", database.url, env=env)
+    assert retried.returncode == 0, retried.stderr
+    assert "1 failed effect(s) queued again" in retried.stdout
+    sink.up = True
+    clock.now = datetime.now(UTC) + timedelta(seconds=1)
+    deliverer.deliver_due()
+    assert sink.delivered == ["card:0"]
