@@ -382,7 +382,8 @@ def _report(
     for channel in state.summary():
         rate = channel.posts_per_second
         print(
-            f"  {channel.name:<18} cards {channel.cards:>5} · thread replies {channel.replies:>4} "
+            f"  {channel.name:<18} messages {channel.messages:>4} holding {channel.cards:>5} cards"
+            f" · thread replies {channel.replies:>4} "
             f"· updates {channel.updates:>4} · {f'{rate:.2f} posts/s' if rate else '-'}"
         )
         if channel.name in per_channel:

@@ -51,6 +51,7 @@ from bot.sla import SlaTimers
 from bot.sources import load_sources
 from handlers.crm_import import read_crm_csv
 from handlers.file_import import parse_column_map, read_file, read_jsonl, read_text_lines
+from handlers.slack_blocks import card_in
 from handlers.slack_stub import SlackState, channel_ids, playbook_channels
 from handlers.slack_stub import slack_stub as start_slack_stub
 from storage import audit, contacts, corrections, outbox, sla, status
@@ -704,13 +705,14 @@ def _start_slack_stub(
 def _print_stub_summary(state: SlackState) -> None:
     """What the stub received, per channel, and one card as Slack received it."""
     table = Table(title="what Slack received (stub)")
-    for column in ("channel", "id", "cards", "thread replies", "updates"):
+    for column in ("channel", "id", "messages", "cards", "thread replies", "updates"):
         table.add_column(column, justify="left" if column in ("channel", "id") else "right")
     summary = state.summary()
     for channel in summary:
         table.add_row(
             channel.name,
             channel.channel_id,
+            str(channel.messages),
             str(channel.cards),
             str(channel.replies),
             str(channel.updates),
@@ -718,6 +720,7 @@ def _print_stub_summary(state: SlackState) -> None:
     table.add_row(
         "all",
         "",
+        str(sum(c.messages for c in summary)),
         str(sum(c.cards for c in summary)),
         str(sum(c.replies for c in summary)),
         str(sum(c.updates for c in summary)),
@@ -726,19 +729,18 @@ def _print_stub_summary(state: SlackState) -> None:
     out.print(table)
     cards = [c for c in state.posts() if not c.body.get("thread_ts") and c.body.get("blocks")]
     # Show a card with suggested replies when there is one: it has every kind of block.
-    shown = next((c for c in cards if '"accessory"' in json.dumps(c.body["blocks"])), None)
+    shown = next((c for c in cards if "send_suggestion" in json.dumps(c.body["blocks"])), None)
     shown = shown or (cards[0] if cards else None)
     if shown is not None:
-        blocks = shown.body["blocks"]
+        raw = shown.body["blocks"]
+        blocks = json.loads(raw) if isinstance(raw, str) else raw
+        actions = [b for b in blocks if b.get("type") == "actions"]
+        chosen = next((b for b in actions if "send_suggestion" in json.dumps(b)), actions[0])
+        card = card_in(blocks, int(str(chosen["block_id"]).rsplit(".", 1)[1])) or blocks
         name = state.channel_name(str(shown.body["channel"]))
-        out.print(f"\none card as chat.postMessage sent it to {name} (Block Kit JSON):")
-        out.print_json(
-            data={
-                "channel": shown.body["channel"],
-                "text": shown.body.get("text"),
-                "blocks": json.loads(blocks) if isinstance(blocks, str) else blocks,
-            }
-        )
+        held = f" (its message held {len(actions)} cards)" if len(actions) > 1 else ""
+        out.print(f"\none card as chat.postMessage sent it to {name}{held} (Block Kit JSON):")
+        out.print_json(data={"channel": shown.body["channel"], "blocks": card})
 
 
 def _until(timer: sla.Timer, now: datetime) -> str:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from bot.errors import DeliveryRejected, RetryLater
 from bot.models import now_utc
@@ -23,6 +23,22 @@ class Sink(Protocol):
 
     def deliver(self, effect: outbox.Effect) -> None:
         """Perform the effect on the outside world."""
+        ...
+
+
+@runtime_checkable
+class GroupingSink(Sink, Protocol):
+    """A sink that can deliver several effects as one (Slack: cards for one channel in one
+    message, when they come faster than the channel's one post per second)."""
+
+    def group_keys(self, effects: Sequence[outbox.Effect]) -> list[str | None]:
+        """Per effect, a key: effects due together with the same key may go out as one; None:
+        on its own."""
+        ...
+
+    def deliver_group(self, group: Sequence[outbox.Effect]) -> int:
+        """Deliver the leading effects of ``group`` as one and return how many (at least one);
+        raises like `Sink.deliver`, for all of them."""
         ...
 
 
@@ -64,35 +80,106 @@ class Deliverer:
         """One pass over the effects due now; each outcome is committed as it happens."""
         stats = stats or DeliveryStats()
         with self.database.transaction() as session:
-            effects = outbox.due(session, now=self.clock())
-        for effect in effects:
-            self._deliver_one(effect, stats)
+            due = outbox.due(session, now=self.clock())
+        for sink, batch in self._batches(due):
+            if sink is None:
+                self._fail(batch[0], f"no sink for effect kind {batch[0].kind!r}", stats)
+            elif isinstance(sink, GroupingSink) and len(batch) > 1:
+                self._deliver_group(sink, batch, stats)
+            else:
+                self._deliver_one(sink, batch[0], stats)
         return stats
 
-    def _deliver_one(self, effect: outbox.Effect, stats: DeliveryStats) -> None:
-        sink = self.sinks.get(effect.kind)
-        if sink is None:
-            self._fail(effect, f"no sink for effect kind {effect.kind!r}", stats)
-            return
+    def _batches(
+        self, due: Sequence[outbox.Effect]
+    ) -> list[tuple[Sink | None, list[outbox.Effect]]]:
+        """The due effects in order, those a grouping sink puts in one group side by side (at
+        the place of the group's first)."""
+        keys: dict[int, str | None] = {}
+        for grouping in {id(s): s for s in self.sinks.values()}.values():
+            if isinstance(grouping, GroupingSink):
+                mine = [e for e in due if self.sinks.get(e.kind) is grouping]
+                keys.update(zip((e.id for e in mine), grouping.group_keys(mine), strict=True))
+        batches: list[tuple[Sink | None, list[outbox.Effect]]] = []
+        groups: dict[tuple[int, str], list[outbox.Effect]] = {}
+        for effect in due:
+            sink = self.sinks.get(effect.kind)
+            key = keys.get(effect.id)
+            if key is None:
+                batches.append((sink, [effect]))
+            elif (id(sink), key) in groups:
+                groups[id(sink), key].append(effect)
+            else:
+                groups[id(sink), key] = [effect]
+                batches.append((sink, groups[id(sink), key]))
+        return batches
+
+    def _deliver_group(
+        self, sink: GroupingSink, group: list[outbox.Effect], stats: DeliveryStats
+    ) -> None:
+        """Deliver a group in as few goes as its sink needs. A group the sink rejects is tried
+        one effect at a time, so that one bad effect fails alone.
+
+        When a go held ``n`` effects and the sink then asks to wait (Retry-After), the rest
+        wait one such interval per ``n`` of them: a backlog comes back a go's worth at a time,
+        not all of it at every interval."""
+        per_go: int | None = None
+        while group:
+            try:
+                held = sink.deliver_group(group)
+            except RetryLater as exc:
+                if per_go is None or exc.retry_after is None:
+                    self._retry(group, exc, stats)
+                    return
+                for turn, start in enumerate(range(0, len(group), per_go), start=1):
+                    later = RetryLater(str(exc), exc.retry_after * turn)
+                    self._retry(group[start : start + per_go], later, stats)
+                return
+            except DeliveryRejected:
+                for effect in group:
+                    self._deliver_one(sink, effect, stats)
+                return
+            self._delivered(group[:held], stats)
+            per_go = held
+            group = group[held:]
+
+    def _deliver_one(self, sink: Sink, effect: outbox.Effect, stats: DeliveryStats) -> None:
         try:
             sink.deliver(effect)
         except RetryLater as exc:
-            if self.clock() - effect.created_at >= self.give_up_after:
-                self._fail(effect, f"gave up after {effect.attempts + 1} attempts: {exc}", stats)
-                return
-            delay = (
-                exc.retry_after if exc.retry_after is not None else backoff_delay(effect.attempts)
-            )
-            log.info("effect %d retrying in %.1fs: %s", effect.id, delay, exc)
-            with self.database.transaction() as session:
-                outbox.mark_retry(session, effect, str(exc), at=self.clock(), delay=delay)
-            stats.retried += 1
+            self._retry([effect], exc, stats)
         except DeliveryRejected as exc:
             self._fail(effect, str(exc), stats)
         else:
-            with self.database.transaction() as session:
+            self._delivered([effect], stats)
+
+    def _delivered(self, done: Sequence[outbox.Effect], stats: DeliveryStats) -> None:
+        with self.database.transaction() as session:
+            for effect in done:
                 outbox.mark_delivered(session, effect.id, at=self.clock())
-            stats.delivered += 1
+        stats.delivered += len(done)
+
+    def _retry(self, batch: Sequence[outbox.Effect], exc: RetryLater, stats: DeliveryStats) -> None:
+        """A transient failure: each effect waits (Retry-After, else backoff), or fails once it
+        has been retried for `give_up_after`."""
+        now = self.clock()
+        expired = [e for e in batch if now - e.created_at >= self.give_up_after]
+        for effect in expired:
+            self._fail(effect, f"gave up after {effect.attempts + 1} attempts: {exc}", stats)
+        waiting = [e for e in batch if e not in expired]
+        if not waiting:
+            return
+        # One wait for all (Retry-After, else the backoff of the most tried), one statement.
+        delay = (
+            exc.retry_after
+            if exc.retry_after is not None
+            else backoff_delay(max(e.attempts for e in waiting))
+        )
+        ids = ", ".join(str(e.id) for e in waiting[:5]) + (", …" if len(waiting) > 5 else "")
+        log.info("effect(s) %s retrying in %.1fs: %s", ids, delay, exc)
+        with self.database.transaction() as session:
+            outbox.mark_retry(session, waiting, str(exc), at=now, delay=delay)
+        stats.retried += len(waiting)
 
     def _fail(self, effect: outbox.Effect, reason: str, stats: DeliveryStats) -> None:
         log.warning("effect %d failed for good: %s", effect.id, reason)

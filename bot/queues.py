@@ -101,10 +101,16 @@ class Queues:
                 card = queues.card_of_interaction(session, interaction_id)
                 where = f"card {interaction_id}"
             elif message is not None:
-                card = queues.card_of_message(session, message.channel, message.ts)
+                cards = queues.cards_of_message(session, message.channel, message.ts)
                 where = "that message"
+                if len(cards) > 1:
+                    numbers = ", ".join(f"#{c.interaction_id}" for c in cards)
+                    raise InputError(
+                        where, f"it holds {len(cards)} cards ({numbers}): give the card's number"
+                    )
+                card = cards[0] if cards else None
             else:
-                raise InputError("assign", "name a card by its link or interaction id")
+                raise InputError("assign", "name a card by its link or its number")
         if card is None:
             raise InputError(where, "Earful has no card for it in Slack")
         return self.workbench.act(

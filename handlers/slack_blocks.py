@@ -10,7 +10,7 @@ Escalate, Snooze and Correct labels carry the card's place in ``private_metadata
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -77,12 +77,13 @@ def _who(card: Interaction) -> str:
 
 
 def _labels(card: Interaction) -> str:
+    """The card's number (for `/earful assign`) and its labels."""
     if card.classification is None:
-        return "unclassified"
+        return f"#{card.id} · unclassified"
     parts = label_parts(
         card.classification, flag=":warning:", warn=":chart_with_downwards_trend:", people=False
     )
-    return escape(" · ".join(parts))
+    return escape(" · ".join([f"#{card.id}", *parts]))
 
 
 def _decision(card: Interaction) -> str:
@@ -97,48 +98,79 @@ def _decision(card: Interaction) -> str:
     return line
 
 
-def card_blocks(card: Interaction, *, status: str | None = None) -> tuple[str, list[Block]]:
-    """The fallback text and the blocks of a mention's card.
+def _card_id(card_id: int, part: str | None = None) -> str:
+    """Block ids of a card: ``earful.card.<id>`` for its buttons, ``earful.card.<id>.<part>``."""
+    return f"earful.card.{card_id}" + (f".{part}" if part else "")
 
-    ``status`` is Earful's own mrkdwn (e.g. ``Claimed by <@U123>``), shown as it is.
+
+def card_blocks(card: Interaction, *, status: str | None = None) -> tuple[str, list[Block]]:
+    """The fallback text and the blocks of a mention's card (at most 6 blocks).
+
+    ``status`` is Earful's own mrkdwn (e.g. ``Claimed by <@U123>``), shown as it is. Every block
+    id starts with the card's, so one card of a message holding several can be replaced.
     """
     mention = card.mention
-    text = escape(mention.text if len(mention.text) <= 2500 else mention.text[:2500] + "…")
+    text = escape(mention.text if len(mention.text) <= 2200 else mention.text[:2200] + "…")
     link = f"\n<{mention.url}|Open on {mention.platform.value}>" if mention.url else ""
     blocks: list[Block] = [
-        {"type": "section", "text": _mrkdwn(_who(card))},
-        {"type": "section", "text": _mrkdwn(f"{text}{link}")},
-        {"type": "context", "elements": [_mrkdwn(_labels(card))]},
-        {"type": "section", "text": _mrkdwn(_decision(card))},
+        {
+            "type": "section",
+            "block_id": _card_id(card.id, "mention"),
+            "text": _mrkdwn(f"{_decision(card)}\n{_who(card)}\n{text}{link}"),
+        },
+        {
+            "type": "context",
+            "block_id": _card_id(card.id, "labels"),
+            "elements": [_mrkdwn(_labels(card))],
+        },
     ]
     decision = card.decision
+    why = []
     if decision is not None and decision.reasons:
-        reasons = "\n".join(
+        why += [
             f"• {escape(r.factor)}: {escape(r.value)} — {escape(r.effect)}"
             for r in decision.reasons
-        )
-        blocks.append({"type": "context", "elements": [_mrkdwn(reasons)]})
+        ]
     if decision is not None and decision.escalation:
-        steps = " → ".join(escape(step_label(step)) for step in decision.escalation)
-        blocks.append({"type": "context", "elements": [_mrkdwn(f"Escalation: {steps}")]})
+        why.append("Escalation: " + " → ".join(escape(step_label(s)) for s in decision.escalation))
+    if why:
+        blocks.append(
+            {
+                "type": "context",
+                "block_id": _card_id(card.id, "why"),
+                "elements": [_mrkdwn("\n".join(why))],
+            }
+        )
     value = str(card.id)
-    for number, suggestion in enumerate(card.suggestions, start=1):
+    if card.suggestions:
+        lines = [f"*{n}.* {escape(s.text)}" for n, s in enumerate(card.suggestions, start=1)]
         blocks.append(
             {
                 "type": "section",
-                "text": _mrkdwn(f"*{number}.* {escape(suggestion.text)}"),
-                "accessory": _button(f"send_suggestion_{number}", f"Send {number}", value),
+                "block_id": _card_id(card.id, "suggestions"),
+                "text": _mrkdwn("\n".join(lines)),
             }
         )
     if status:
-        blocks.append({"type": "context", "elements": [_mrkdwn(f"*{status}*")]})
+        blocks.append(
+            {
+                "type": "context",
+                "block_id": _card_id(card.id, "status"),
+                "elements": [_mrkdwn(f"*{status}*")],
+            }
+        )
+    sends = [
+        _button(f"send_suggestion_{n}", f"Send {n}", value)
+        for n in range(1, len(card.suggestions) + 1)
+    ]
     blocks.append(
         {
             "type": "actions",
-            "block_id": f"earful.card.{card.id}",
+            "block_id": _card_id(card.id),
             "elements": [
                 _button("claim", "Claim", value, "primary"),
                 _button("reply", "Reply…", value),
+                *sends,
                 _button("escalate", "Escalate…", value),
                 _button("snooze", "Snooze…", value),
                 _button("dismiss", "Dismiss…", value, "danger"),
@@ -151,6 +183,61 @@ def card_blocks(card: Interaction, *, status: str | None = None) -> tuple[str, l
     priority = decision.priority.value if decision and decision.priority else "untriaged"
     fallback = f"{priority} · {author}: {mention.text[:150]}"
     return fallback, blocks
+
+
+# Slack shows at most 50 blocks in a message.
+MESSAGE_BLOCKS = 50
+
+
+def card_group(cards: Iterable[Interaction]) -> tuple[str, list[Block], list[Interaction]]:
+    """One message for the leading cards that fit in Slack's 50 blocks (at least one), with a
+    divider between cards; returns its fallback text, its blocks and the cards it holds.
+
+    Used when a channel receives cards faster than Slack's one post per second: each card keeps
+    its own blocks and buttons, so agents act on it as on a card of its own.
+    """
+    texts: list[str] = []
+    blocks: list[Block] = []
+    held: list[Interaction] = []
+    for card in cards:
+        text, own = card_blocks(card)
+        divider = [{"type": "divider", "block_id": _card_id(card.id, "divider")}] if blocks else []
+        if blocks and len(blocks) + len(divider) + len(own) > MESSAGE_BLOCKS:
+            break
+        blocks += divider + own
+        texts.append(text)
+        held.append(card)
+    if len(held) == 1:
+        return texts[0], blocks, held
+    return f"{len(held)} new mentions: " + " | ".join(texts)[:2900], blocks, held
+
+
+def _of_card(block: Block, card_id: int) -> bool:
+    """Whether the block is one of the card's own (its divider in a group aside)."""
+    prefix = _card_id(card_id)
+    block_id = str(block.get("block_id", ""))
+    return block_id != _card_id(card_id, "divider") and (
+        block_id == prefix or block_id.startswith(prefix + ".")
+    )
+
+
+def card_in(blocks: Sequence[Block], card_id: int) -> list[Block]:
+    """The blocks of card ``card_id`` in a message (none if it does not hold the card)."""
+    return [block for block in blocks if _of_card(block, card_id)]
+
+
+def only_card(blocks: Sequence[Block], card_id: int) -> bool:
+    """Whether a message shows the card and nothing else."""
+    return all(_of_card(block, card_id) for block in blocks)
+
+
+def replace_card(blocks: Sequence[Block], card_id: int, own: Sequence[Block]) -> list[Block]:
+    """``blocks`` with the blocks of card ``card_id`` (its divider aside) replaced by ``own``."""
+    first = next((i for i, block in enumerate(blocks) if _of_card(block, card_id)), None)
+    if first is None:
+        return list(own)  # a message posted before cards had block ids: the card alone
+    kept = [block for block in blocks if not _of_card(block, card_id)]
+    return [*kept[:first], *own, *kept[first:]]
 
 
 def incident_blocks(incident: Incident, first: Interaction) -> tuple[str, list[Block]]:

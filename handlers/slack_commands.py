@@ -1,7 +1,7 @@
 """The ``/earful`` slash command and the App Home tab, on the bolt `AsyncApp` of `slack_actions`.
 
 ``/earful queue`` lists the caller's open conversations, ``/earful find @handle|email`` shows a
-contact's history, ``/earful assign <card link|interaction id> @user`` assigns a conversation,
+contact's history, ``/earful assign <card link|#number> @user`` assigns a conversation,
 ``/earful help`` prints the usage. Slack sends commands to the same request URL as actions
 and events, so bolt checks their signature before any of this runs. Each command is
 acknowledged at once; the database work runs afterwards in a thread and the answer goes to the
@@ -37,7 +37,7 @@ USAGE = (
     "*Earful commands*\n"
     "`/earful queue`: your open conversations, the soonest SLA first\n"
     "`/earful find @handle` or `/earful find email@example.com`: a contact's history\n"
-    "`/earful assign <card link or id> @user`: give a conversation to an agent\n"
+    "`/earful assign <card link or #number> @user`: give a conversation to an agent\n"
     "`/earful help`: this list"
 )
 NOT_AN_AGENT = (
@@ -132,11 +132,11 @@ def contact_text(card: ContactCard) -> str:
 
 
 def parse_assign(args: str, *, agents: Collection[str]) -> tuple[int | Message, str]:
-    """``<card link or interaction id> <@user>`` → the card and the user id; `InputError` if
+    """``<card link or #number> <@user>`` → the card and the user id; `InputError` if
     either is missing or malformed, or the user is not one of ``agents``."""
     words = args.split()
     if len(words) != 2:
-        raise InputError("assign", "usage: `/earful assign <card link or id> @user`")
+        raise InputError("assign", "usage: `/earful assign <card link or #number> @user`")
     target, person = words
     user = _USER.match(person)
     if user is None:
@@ -147,11 +147,13 @@ def parse_assign(args: str, *, agents: Collection[str]) -> tuple[int | Message, 
     if assignee not in agents:
         raise InputError(f"<@{assignee}>", "is not in the agent group")
     target = target.strip("<>").split("|", 1)[0]
-    if target.isdigit():
-        return int(target), assignee
+    if target.removeprefix("#").isdigit():  # the card's number, as the card shows it
+        return int(target.removeprefix("#")), assignee
     link = _LINK.search(target)
     if link is None:
-        raise InputError("assign", "give the card's link (Copy link) or its interaction id")
+        raise InputError(
+            "assign", "give the card's link (Copy link) or its number (#123 on the card)"
+        )
     thread = _THREAD.search(target)
     ts = thread[1] if thread else f"{link[2]}.{link[3]}"
     return Message(link[1], ts), assignee

@@ -43,10 +43,12 @@ class Call:
 
 @dataclass(frozen=True, slots=True)
 class ChannelSummary:
-    """What one channel received: cards (top-level posts), thread replies and updates."""
+    """What one channel received: top-level posts (messages) and the cards they hold, thread
+    replies and updates."""
 
     name: str
     channel_id: str
+    messages: int
     cards: int
     replies: int
     updates: int
@@ -56,7 +58,7 @@ class ChannelSummary:
     @property
     def posts_per_second(self) -> float | None:
         """The channel's post rate between its first and last post."""
-        posts = self.cards + self.replies
+        posts = self.messages + self.replies
         if self.first_at is None or self.last_at is None or posts < 2:
             return None
         span = self.last_at - self.first_at
@@ -107,18 +109,31 @@ class SlackState:
                 continue
             channel_id = self._resolve(str(call.body.get("channel", ""))) or "?"
             seen = counts.setdefault(
-                channel_id, {"cards": 0, "replies": 0, "updates": 0, "first": None, "last": None}
+                channel_id,
+                {
+                    "messages": 0,
+                    "cards": 0,
+                    "replies": 0,
+                    "updates": 0,
+                    "first": None,
+                    "last": None,
+                },
             )
             if call.method == "chat.update":
                 seen["updates"] += 1
                 continue
-            seen["replies" if call.body.get("thread_ts") else "cards"] += 1
+            if call.body.get("thread_ts"):
+                seen["replies"] += 1
+            else:
+                seen["messages"] += 1
+                seen["cards"] += _cards_in(call.body.get("blocks"))
             seen["first"] = call.at if seen["first"] is None else seen["first"]
             seen["last"] = call.at
         found = [
             ChannelSummary(
                 self.channel_name(channel_id),
                 channel_id,
+                seen["messages"],
                 seen["cards"],
                 seen["replies"],
                 seen["updates"],
@@ -172,6 +187,32 @@ def _view(body: dict[str, Any]) -> dict[str, Any]:
     return view if isinstance(view, dict) else {}
 
 
+def _blocks(blocks: Any) -> list[Any]:
+    """A message's blocks, sent as JSON text (form-encoded) or as a list."""
+    if isinstance(blocks, str):
+        return list(json.loads(blocks))
+    return list(blocks or [])
+
+
+def _cards_in(blocks: Any) -> int:
+    """How many Earful cards a message holds: each has one actions block ``earful.card.<id>``."""
+    return sum(
+        1
+        for b in _blocks(blocks)
+        if isinstance(b, dict)
+        and b.get("type") == "actions"
+        and str(b.get("block_id", "")).startswith("earful.card.")
+    )
+
+
+def _valid_blocks(blocks: Any) -> bool:
+    """Slack's own checks on a message's blocks that Earful could break: at most 50, and no two
+    with the same block_id."""
+    blocks = _blocks(blocks)
+    ids = [b["block_id"] for b in blocks if isinstance(b, dict) and "block_id" in b]
+    return len(blocks) <= 50 and len(ids) == len(set(ids))
+
+
 def _answer(state: SlackState, method: str, body: dict[str, Any]) -> dict[str, Any]:
     """Slack's answer to one authorised call; the caller holds ``state.lock``."""
     if method == "auth.test":
@@ -189,6 +230,8 @@ def _answer(state: SlackState, method: str, body: dict[str, Any]) -> dict[str, A
     channel_id = state._resolve(str(body.get("channel", "")))
     if channel_id is None:
         return {"ok": False, "error": "channel_not_found"}
+    if method in ("chat.postMessage", "chat.update") and not _valid_blocks(body.get("blocks")):
+        return {"ok": False, "error": "invalid_blocks"}
     if method == "chat.postMessage":
         ts = state.next_ts()
         message = {"ts": ts, "text": body.get("text"), "blocks": body.get("blocks")}

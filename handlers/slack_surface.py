@@ -19,7 +19,8 @@ post twice, wait in place, so that a retry never repeats their first post.)
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from slack_sdk import WebClient
@@ -27,11 +28,15 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot import effects
 from bot.errors import DeliveryRejected, RetryLater
+from bot.models import Interaction
 from handlers.slack_blocks import (
     Block,
     card_blocks,
+    card_group,
     escalation_text,
     incident_blocks,
+    only_card,
+    replace_card,
     report_blocks,
 )
 from storage.codec import incident_from_json, interaction_from_json
@@ -115,14 +120,12 @@ class SlackSurface:
         handler = handlers.get(effect.kind)
         if handler is None:
             raise DeliveryRejected(f"Slack cannot show {effect.kind!r} effects")
+        # A thread card, an incident card or report posts once: it may wait for a second of its
+        # own. (A card opening a conversation waits with its group, see `_open`.)
         single = (effects.CARD, effects.INCIDENT, effects.INCIDENT_UPDATE)
         self._deferrable = effect.id if effect.kind in single else None
-        try:
+        with _slack_errors():
             handler(effect.payload)
-        except SlackApiError as exc:
-            raise _failure(exc) from None
-        except (SlackClientError, OSError) as exc:  # network errors, timeouts
-            raise RetryLater(f"Slack unreachable: {type(exc).__name__}") from None
 
     def _channel(self, name: str) -> str:
         return self.channels.get(name, name)
@@ -168,17 +171,54 @@ class SlackSurface:
         )
         return Posted(str(response["channel"]), str(response["ts"]))
 
+    def group_keys(self, due: Sequence[Effect]) -> list[str | None]:
+        """Cards that open a conversation in the same channel may share one message (a later
+        card goes into its conversation's thread, on its own)."""
+        # The payload's fields as stored (`interaction_to_json`): no parsing of whole cards.
+        cards = {e.id: e.payload for e in due if e.kind == effects.CARD and e.payload["decision"]}
+        subjects = {i: f"conversation:{card['conversation_id']}" for i, card in cards.items()}
+        placed = self.places.placed(list(subjects.values()))
+        return [
+            self._channel(str(cards[e.id]["decision"]["channel"]))
+            if e.id in cards and subjects[e.id] not in placed
+            else None
+            for e in due
+        ]
+
+    def deliver_group(self, group: Sequence[Effect]) -> int:
+        """Post the leading cards of ``group`` (one channel's, see `group_of`) that fit in one
+        message as that message; return how many it holds."""
+        channel = self._channel(str(group[0].payload["decision"]["channel"]))
+        with _slack_errors():
+            # Parsed as they fit in the message, not a whole backlog's worth each second.
+            return self._open(channel, (interaction_from_json(effect.payload) for effect in group))
+
+    def _open(self, channel: str, cards: Iterable[Interaction]) -> int:
+        """Open conversations with their first cards in one message. Waits for the channel's
+        second as a whole (`RetryLater` until then), so cards that come meanwhile join it."""
+        wait = self._wait(channel)
+        if wait > _EARLY:
+            raise RetryLater(f"channel {channel} paced", wait)
+        text, blocks, held = card_group(cards)
+        self._deferrable = None  # no second of its own: it waited above
+        posted = self._post(channel, text, blocks)
+        self.places.remember([_subject(card) for card in held], posted, text, blocks)
+        return len(held)
+
+    def _wait(self, channel: str) -> float:
+        last = self._last_post.get(channel)
+        return 0.0 if last is None else last + self.min_interval - self.clock()
+
     def _card(self, payload: dict[str, Any]) -> None:
         card = interaction_from_json(payload)
-        subject = f"conversation:{card.conversation_id}"
-        place = self.places.find(subject)
-        text, blocks = card_blocks(card)
-        if place is not None:
-            self._post(place.channel, text, blocks, thread=place.ts)
+        place = self.places.find(_subject(card))
+        if place is None:
+            assert card.decision is not None  # noqa: S101 - cards are made for judged mentions
+            self._open(self._channel(card.decision.channel), [card])
             return
-        assert card.decision is not None  # noqa: S101 - cards are made for judged mentions
-        posted = self._post(self._channel(card.decision.channel), text, blocks)
-        self.places.remember(subject, posted)
+        text, blocks = card_blocks(card)
+        posted = self._post(place.channel, text, blocks, thread=place.ts)
+        self.places.remember([], posted, text, blocks)
 
     def _incident(self, payload: dict[str, Any]) -> None:
         incident = incident_from_json(payload["incident"])
@@ -186,7 +226,8 @@ class SlackSurface:
         if self.places.find(subject) is not None:
             return  # posted before a crash kept the outbox from hearing it
         text, blocks = incident_blocks(incident, interaction_from_json(payload["interaction"]))
-        self.places.remember(subject, self._post(self._channel(incident.channel), text, blocks))
+        posted = self._post(self._channel(incident.channel), text, blocks)
+        self.places.remember([subject], posted, text, blocks)
 
     def _incident_update(self, payload: dict[str, Any]) -> None:
         incident = incident_from_json(payload["incident"])
@@ -200,15 +241,21 @@ class SlackSurface:
             self._deferrable = None
         text, blocks = incident_blocks(incident, latest)
         self.client.chat_update(channel=place.channel, ts=place.ts, text=text, blocks=blocks)
+        self.places.show(place, text, blocks)
         report_text, report = report_blocks(latest)
         self._post(place.channel, report_text, report, thread=place.ts)
 
     def _card_status(self, payload: dict[str, Any]) -> None:
+        """Show the status on the card, and only on it when its message holds others."""
         card = interaction_from_json(payload["card"])
-        text, blocks = card_blocks(card, status=str(payload["status"]))
-        self.client.chat_update(
-            channel=str(payload["channel"]), ts=str(payload["ts"]), text=text, blocks=blocks
-        )
+        text, own = card_blocks(card, status=str(payload["status"]))
+        message = Posted(str(payload["channel"]), str(payload["ts"]))
+        shown = self.places.shown(message)
+        blocks = own
+        if shown is not None and not only_card(shown[1], card.id):
+            text, blocks = shown[0], replace_card(shown[1], card.id, own)
+        self.client.chat_update(channel=message.channel, ts=message.ts, text=text, blocks=blocks)
+        self.places.show(message, text, blocks)
 
     def _escalation(self, payload: dict[str, Any]) -> None:
         text = escalation_text(payload)
@@ -226,6 +273,21 @@ class SlackSurface:
                 )
                 link = f" <{permalink['permalink']}|card>"
             self._post(target, text + link, None)
+
+
+@contextmanager
+def _slack_errors() -> Iterator[None]:
+    """slack_sdk's errors as the outbox's: retry later, or fail for good."""
+    try:
+        yield
+    except SlackApiError as exc:
+        raise _failure(exc) from None
+    except (SlackClientError, OSError) as exc:  # network errors, timeouts
+        raise RetryLater(f"Slack unreachable: {type(exc).__name__}") from None
+
+
+def _subject(card: Interaction) -> str:
+    return f"conversation:{card.conversation_id}"
 
 
 def _failure(exc: SlackApiError) -> RetryLater | DeliveryRejected:

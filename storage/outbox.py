@@ -51,7 +51,7 @@ def _heads() -> Any:
     return select(OutboxRow).where(OutboxRow.id.in_(first_ids))
 
 
-def due(session: Session, *, now: datetime, limit: int = 100) -> list[Effect]:
+def due(session: Session, *, now: datetime, limit: int = 1000) -> list[Effect]:
     """The effects to deliver now: the oldest pending effect of each ordering key, if it is due.
 
     A later effect of a conversation waits for the earlier one, even when the earlier one is
@@ -89,13 +89,15 @@ def mark_delivered(session: Session, effect_id: int, *, at: datetime) -> None:
     )
 
 
-def mark_retry(session: Session, effect: Effect, error: str, *, at: datetime, delay: float) -> None:
-    """A transient failure: try again after ``delay`` seconds."""
+def mark_retry(
+    session: Session, effects: Sequence[Effect], error: str, *, at: datetime, delay: float
+) -> None:
+    """A transient failure of these effects: try again after ``delay`` seconds."""
     session.execute(
         update(OutboxRow)
-        .where(OutboxRow.id == effect.id)
+        .where(OutboxRow.id.in_([effect.id for effect in effects]))
         .values(
-            attempts=effect.attempts + 1,
+            attempts=OutboxRow.attempts + 1,
             last_error=error[:2000],
             next_attempt_at=at + timedelta(seconds=delay),
         )

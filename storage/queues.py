@@ -286,14 +286,20 @@ def card_of_interaction(session: Session, interaction_id: int) -> Card | None:
     return _card(session, conversation_id)
 
 
-def card_of_message(session: Session, channel: str, ts: str) -> Card | None:
-    """The card of the conversation whose card (or thread root) is this Slack message."""
-    subject = session.scalar(
-        select(SlackMessage.subject).where(SlackMessage.channel == channel, SlackMessage.ts == ts)
+def cards_of_message(session: Session, channel: str, ts: str) -> list[Card]:
+    """The cards of the conversations whose card (or thread root) is this Slack message: one,
+    or several when cards that waited for their channel went out together."""
+    subjects = session.scalars(
+        select(SlackMessage.subject)
+        .where(SlackMessage.channel == channel, SlackMessage.ts == ts)
+        .order_by(SlackMessage.subject)
     )
-    if subject is None or not subject.startswith("conversation:"):
-        return None
-    return _card(session, int(subject.removeprefix("conversation:")))
+    cards = [
+        _card(session, int(subject.removeprefix("conversation:")))
+        for subject in subjects
+        if subject.startswith("conversation:")
+    ]
+    return [card for card in cards if card is not None]
 
 
 def _card(session: Session, conversation_id: int | None) -> Card | None:

@@ -317,6 +317,19 @@ class SlackMessage(Base):
     posted_at: Mapped[datetime]
 
 
+class SlackPost(Base):
+    """A message Earful posted in Slack as it shows now (fallback text and blocks), so that one
+    card of a message holding several can change without touching the others."""
+
+    __tablename__ = "slack_posts"
+
+    channel: Mapped[str] = mapped_column(String(40), primary_key=True)
+    ts: Mapped[str] = mapped_column(String(40), primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+    blocks: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    updated_at: Mapped[datetime]
+
+
 class Correction(Base):
     """An agent's fix of one label of a mention (sentiment, intent or priority), kept beside
     what the classifiers and playbooks said, for evaluation and retraining."""

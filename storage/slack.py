@@ -1,17 +1,21 @@
-"""Where cards were posted in Slack: subject → (channel, ts)."""
+"""Where cards were posted in Slack (subject → channel and ts) and what each post shows."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.models import Clock, now_utc
 from storage.database import Database
-from storage.schema import SlackMessage
+from storage.schema import SlackMessage, SlackPost
 from storage.sql import insert_for
+
+Block = dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,20 +32,35 @@ def find(session: Session, subject: str) -> Posted | None:
     return Posted(row.channel, row.ts) if row is not None else None
 
 
-def find_by_ts(session: Session, channel: str, ts: str) -> str | None:
-    """The subject whose card is this message."""
-    return session.scalar(
-        select(SlackMessage.subject).where(SlackMessage.channel == channel, SlackMessage.ts == ts)
-    )
-
-
-def remember(session: Session, subject: str, posted: Posted, *, at: datetime) -> None:
-    """Record where a subject's card went (the first record wins)."""
+def remember(session: Session, subjects: Sequence[str], posted: Posted, *, at: datetime) -> None:
+    """Record where the subjects' cards went, one message (the first record of each wins)."""
     session.execute(
         insert_for(session, SlackMessage)
-        .values(subject=subject, channel=posted.channel, ts=posted.ts, posted_at=at)
+        .values(
+            [
+                {"subject": subject, "channel": posted.channel, "ts": posted.ts, "posted_at": at}
+                for subject in subjects
+            ]
+        )
         .on_conflict_do_nothing(index_elements=["subject"])
     )
+
+
+def shown(session: Session, posted: Posted) -> tuple[str, list[Block]] | None:
+    """The fallback text and blocks a post shows now, if Earful recorded them."""
+    row = session.get(SlackPost, (posted.channel, posted.ts))
+    return (row.text, list(row.blocks)) if row is not None else None
+
+
+def show(session: Session, posted: Posted, text: str, blocks: list[Block], *, at: datetime) -> None:
+    """Record what a post shows now."""
+    row = session.get(SlackPost, (posted.channel, posted.ts))
+    if row is None:
+        session.add(
+            SlackPost(channel=posted.channel, ts=posted.ts, text=text, blocks=blocks, updated_at=at)
+        )
+    else:
+        row.text, row.blocks, row.updated_at = text, blocks, at
 
 
 class SlackPlaces:
@@ -56,7 +75,32 @@ class SlackPlaces:
         with self.database.transaction() as session:
             return find(session, subject)
 
-    def remember(self, subject: str, posted: Posted) -> None:
-        """Record where the subject's card went."""
+    def remember(
+        self, subjects: Sequence[str], posted: Posted, text: str, blocks: list[Block]
+    ) -> None:
+        """Record where the subjects' cards went, and what the post shows."""
         with self.database.transaction() as session:
-            remember(session, subject, posted, at=self.clock())
+            if subjects:
+                remember(session, subjects, posted, at=self.clock())
+            show(session, posted, text, blocks, at=self.clock())
+
+    def placed(self, subjects: Sequence[str]) -> set[str]:
+        """Those of the subjects whose card was posted."""
+        if not subjects:
+            return set()
+        with self.database.transaction() as session:
+            return set(
+                session.scalars(
+                    select(SlackMessage.subject).where(SlackMessage.subject.in_(set(subjects)))
+                )
+            )
+
+    def shown(self, posted: Posted) -> tuple[str, list[Block]] | None:
+        """What a post shows now, if Earful recorded it."""
+        with self.database.transaction() as session:
+            return shown(session, posted)
+
+    def show(self, posted: Posted, text: str, blocks: list[Block]) -> None:
+        """Record what a post shows after an update."""
+        with self.database.transaction() as session:
+            show(session, posted, text, blocks, at=self.clock())

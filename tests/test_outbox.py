@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from support import Clock
 
 from bot.delivery import Deliverer
-from bot.errors import RetryLater
+from bot.errors import DeliveryRejected, RetryLater
 from storage import outbox
 from storage.database import Database
 from storage.outbox import Effect
@@ -91,3 +91,67 @@ def test_gives_up_after_a_day_and_retries_when_asked(
     clock.now = datetime.now(UTC) + timedelta(seconds=1)
     deliverer.deliver_due()
     assert sink.delivered == ["card:0"]
+
+
+class Grouping:
+    """A sink that sends up to ``per_go`` effects of one group at a time and refuses any group
+    holding a ``bad`` effect, as Slack refuses a message with one invalid card."""
+
+    def __init__(self, *, per_go: int, bad: set[str]) -> None:
+        self.per_go = per_go
+        self.bad = bad
+        self.goes: list[list[str]] = []
+
+    def group_keys(self, effects: Sequence[Effect]) -> list[str | None]:
+        return ["channel" for _ in effects]
+
+    def deliver_group(self, group: Sequence[Effect]) -> int:
+        keys = [e.idempotency_key for e in group[: self.per_go]]
+        if self.bad & set(keys):
+            raise DeliveryRejected("invalid_blocks")
+        self.goes.append(keys)
+        return len(keys)
+
+    def deliver(self, effect: Effect) -> None:
+        self.deliver_group([effect])
+
+
+def _openers(database: Database, count: int) -> None:
+    """``count`` cards, each opening its own conversation."""
+    with database.transaction() as session:
+        outbox.enqueue_all(
+            session,
+            [
+                {
+                    "idempotency_key": f"card:{n}",
+                    "kind": "card",
+                    "ordering_key": f"conversation:{n}",
+                    "payload": {"n": n},
+                }
+                for n in range(count)
+            ],
+            at=START,
+        )
+
+
+def test_a_group_goes_out_in_as_few_goes_as_the_sink_needs(database: Database) -> None:
+    """Seven due effects of one group, three at a time: three goes, in order, each once."""
+    _openers(database, 7)
+    sink = Grouping(per_go=3, bad=set())
+    stats = Deliverer(database=database, sinks={"card": sink}, clock=Clock(START)).deliver_due()
+    assert (stats.delivered, stats.retried, stats.failed) == (7, 0, 0)
+    assert sink.goes == [["card:0", "card:1", "card:2"], ["card:3", "card:4", "card:5"], ["card:6"]]
+
+
+def test_a_refused_group_is_tried_one_by_one_so_only_the_bad_effect_fails(
+    database: Database,
+) -> None:
+    """The sink refuses the group holding card:2: each effect is then tried alone, card:2
+    fails with the reason and the others are delivered."""
+    _openers(database, 4)
+    sink = Grouping(per_go=10, bad={"card:2"})
+    stats = Deliverer(database=database, sinks={"card": sink}, clock=Clock(START)).deliver_due()
+    assert (stats.delivered, stats.failed) == (3, 1)
+    assert sink.goes == [["card:0"], ["card:1"], ["card:3"]]
+    with database.transaction() as session:
+        assert outbox.failed(session) == [(3, "card", "conversation:2", "invalid_blocks")]

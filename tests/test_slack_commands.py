@@ -175,7 +175,10 @@ def test_queue_lists_my_open_conversations_by_sla_then_priority(
     assert head == "*Your queue: 3 open conversations*"
     assert pete.startswith("• *P2* @old_pete: “still waiting for my refund after two weeks” · ")
     assert ":alarm_clock: *overdue 15 min*" in pete
-    assert "<https://earful-test.slack.com/archives/C0CARE/p1767225600000002|card>" in pete
+    pete_ts = _message_of(state, "old_pete")
+    assert (
+        f"<https://earful-test.slack.com/archives/C0CARE/p{pete_ts.replace('.', '')}|card>" in pete
+    )
     assert "“my router is broken again &lt;!channel&gt; &amp; more”" in dana
     assert "due <!date^" in dana
     assert "overdue" not in dana
@@ -194,16 +197,37 @@ def test_an_empty_queue_says_so(
     ]
 
 
-def test_assign_by_link_changes_the_assignee_and_updates_the_card(
+def _message_of(state: SlackState, handle: str) -> str:
+    """The ts of the top-level message holding the card of ``handle``'s mention."""
+    return next(
+        ts
+        for (_, ts), message in state.messages.items()
+        if "thread_ts" not in message and f"@{handle}" in json.dumps(message["blocks"])
+    )
+
+
+def _link(ts: str) -> str:
+    return f"<https://earful-test.slack.com/archives/C0CARE/p{ts.replace('.', '')}>"
+
+
+def test_assign_by_number_or_link_changes_the_assignee_and_updates_the_card(
     database: Database, playbooks: Path, slack: tuple[str, SlackState]
 ) -> None:
-    """`/earful assign <card link> @user` assigns the conversation, audits who did it and the
-    card shows the new assignee; resolved conversations are refused."""
+    """`/earful assign #number @user` assigns the conversation, audits who did it and only that
+    card of its message shows the new assignee; a link names a card when its message holds
+    one, and is refused, with the cards' numbers, when the message holds several."""
     url, state = slack
     ids = _cards(database, playbooks, url)
     app = _app(database, url)
-    link = "<https://earful-test.slack.com/archives/C0CARE/p1767225600000001>"
-    _assign(app, url, link)
+    shared = _message_of(state, "dana_cole")
+    assert _message_of(state, "old_pete") == shared  # the cards went out together
+    _assign(app, url, _link(shared))
+    (refused,) = _answers(state)
+    assert refused["text"].startswith("Nothing changed: that message: it holds ")
+    assert f"#{ids['dana_cole']}" in refused["text"]
+
+    state.calls.clear()
+    _assign(app, url, f"#{ids['dana_cole']}")
     assert [a["text"] for a in _answers(state)] == ["Done. Assigned to <@U0AGENT> by <@U0LEAD>."]
     with database.transaction() as session:
         conversation = session.scalars(
@@ -214,10 +238,28 @@ def test_assign_by_link_changes_the_assignee_and_updates_the_card(
         audit = session.scalars(select(AuditEntry).where(AuditEntry.origin == "slack")).one()
     assert (conversation.state, conversation.assignee) == ("assigned", AGENT)
     assert (audit.actor, audit.action) == ("slack:U0LEAD", "card.assign")
+    before = state.messages["C0CARE", shared]["blocks"]
     _deliver(database, url)
     (update,) = [c for c in state.calls if c.method == "chat.update"]
-    assert (update.body["channel"], update.body["ts"]) == ("C0CARE", "1767225600.000001")
-    assert "Assigned to <@U0AGENT> by <@U0LEAD>" in json.dumps(update.body["blocks"])
+    assert (update.body["channel"], update.body["ts"]) == ("C0CARE", shared)
+    status = [b for b in update.body["blocks"] if "Assigned to" in json.dumps(b)]
+    assert [b["block_id"] for b in status] == [f"earful.card.{ids['dana_cole']}.status"]
+    others = [b for b in update.body["blocks"] if b not in status]
+    assert others == before  # every other block, the other cards', as it was
+
+    # A card that went out on its own is named by its link.
+    pipeline = Pipeline(
+        database=database,
+        classifier=TextLabels(),
+        decider=PlaybookDecider(load_playbooks(playbooks), triage_channel="#care"),
+        clock=Clock(NOW),
+    )
+    pipeline.ingest([_mention("1009", "my modem is broken too", "late_lou", 0)])
+    pipeline.process_pending()
+    _deliver(database, url)
+    state.calls.clear()
+    _assign(app, url, _link(_message_of(state, "late_lou")))
+    assert [a["text"] for a in _answers(state)] == ["Done. Assigned to <@U0AGENT> by <@U0LEAD>."]
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,13 @@
-"""Slack's one post per second per channel, kept without holding up other channels' cards."""
+"""Slack's one post per second per channel, kept without holding up other channels' cards:
+cards that wait for their channel go out together, as one message."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from slack_sdk import WebClient
@@ -18,6 +21,7 @@ from bot.pipeline import Pipeline
 from handlers.slack_surface import SlackSurface
 from playbooks.engine import PlaybookDecider
 from playbooks.loader import load_playbooks
+from storage import outbox
 from storage.database import Database
 from storage.slack import SlackPlaces
 
@@ -53,26 +57,13 @@ def _mention(number: int, text: str) -> Mention:
     )
 
 
-def test_a_paced_card_waits_its_turn_while_other_channels_go_out(
-    database: Database, tmp_path: Path, slack: tuple[str, SlackState]
-) -> None:
-    """A second card for #care within the second comes back when the channel is free, after
-    the #thank-you card behind it went out, and delivery never sleeps for it."""
-    url, state = slack
+def _setup(
+    database: Database, tmp_path: Path, url: str, now: list[float], waits: list[float]
+) -> tuple[Pipeline, Deliverer, Clock]:
     clock = Clock(T0)
     (tmp_path / "care.yaml").write_text(PLAYBOOK)
     decider = PlaybookDecider(load_playbooks(tmp_path), triage_channel="#earful-triage")
     pipeline = Pipeline(database=database, classifier=TextLabels(), decider=decider, clock=clock)
-    pipeline.ingest(
-        [
-            _mention(1, "my router is broken again"),
-            _mention(2, "my phone is broken again"),
-            _mention(3, "thanks, the new router is great"),
-        ]
-    )
-    pipeline.process_pending()
-    now = [100.0]
-    waits: list[float] = []
     surface = SlackSurface(
         client=WebClient(token=TOKEN, base_url=url),
         places=SlackPlaces(database),
@@ -83,16 +74,110 @@ def test_a_paced_card_waits_its_turn_while_other_channels_go_out(
     deliverer = Deliverer(
         database=database, sinks={kind: surface for kind in effects.TEAM_KINDS}, clock=clock
     )
+    return pipeline, deliverer, clock
 
-    first = deliverer.deliver_due()
-    assert (first.delivered, first.retried) == (2, 1)
-    assert [p.body["channel"] for p in state.posts()] == ["C0CARE", "C0THANKS"]
+
+def _card_ids(blocks: list[dict[str, Any]]) -> list[str]:
+    """The interaction ids of the cards in a message, in order (from their buttons)."""
+    return [b["elements"][0]["value"] for b in blocks if b["type"] == "actions"]
+
+
+def test_cards_due_together_for_one_channel_share_one_message(
+    database: Database, tmp_path: Path, slack: tuple[str, SlackState]
+) -> None:
+    """Two #care cards due in the same pass go out as one message holding both cards, each with
+    its own buttons; the #thank-you card goes out beside it."""
+    url, state = slack
+    now, waits = [100.0], []
+    pipeline, deliverer, _ = _setup(database, tmp_path, url, now, waits)
+    pipeline.ingest(
+        [
+            _mention(1, "my router is broken again"),
+            _mention(2, "my phone is broken again"),
+            _mention(3, "thanks, the new router is great"),
+        ]
+    )
+    pipeline.process_pending()
+
+    stats = deliverer.deliver_due()
+    assert (stats.delivered, stats.retried, stats.failed) == (3, 0, 0)
+    care, thanks = state.posts()
+    assert (care.body["channel"], thanks.body["channel"]) == ("C0CARE", "C0THANKS")
+    blocks = care.body["blocks"]
+    assert len(_card_ids(blocks)) == 2
+    text = json.dumps(blocks)
+    assert text.index("customer1") < text.index("customer2")
+    assert care.body["text"].startswith("2 new mentions: ")
+    assert "customer3" in json.dumps(thanks.body["blocks"])
+    assert waits == []
+
+
+def test_cards_that_come_while_the_channel_waits_go_out_together_when_it_is_free(
+    database: Database, tmp_path: Path, slack: tuple[str, SlackState]
+) -> None:
+    """After a post in #care, later #care cards wait for the channel's next second without
+    holding up delivery (no sleep), then go out as one message; a card for #thank-you is not
+    held up by them."""
+    url, state = slack
+    now, waits = [100.0], []
+    pipeline, deliverer, clock = _setup(database, tmp_path, url, now, waits)
+    pipeline.ingest([_mention(1, "my router is broken again")])
+    pipeline.process_pending()
+    assert deliverer.deliver_due().delivered == 1
+
+    now[0] += 0.3
+    pipeline.ingest([_mention(2, "my phone is broken again")])
+    pipeline.process_pending()
+    waiting = deliverer.deliver_due()
+    assert (waiting.delivered, waiting.retried) == (0, 1)
+    now[0] += 0.3
+    pipeline.ingest(
+        [_mention(3, "my modem is broken again"), _mention(4, "thanks, the new router is great")]
+    )
+    pipeline.process_pending()
+    more = deliverer.deliver_due()
+    assert (more.delivered, more.retried) == (1, 1)  # #thank-you went out, #care waits
     assert deliverer.deliver_due().delivered == 0  # not before its second
 
-    now[0] += 1.0
+    now[0] += 0.4
     clock.now = T0 + timedelta(seconds=1)
-    assert deliverer.deliver_due().delivered == 1
+    assert deliverer.deliver_due().delivered == 2
     posts = state.posts()
     assert [p.body["channel"] for p in posts] == ["C0CARE", "C0THANKS", "C0CARE"]
-    assert "customer2" in str(posts[-1].body["blocks"])
+    assert "customer2" in json.dumps(posts[-1].body["blocks"])
+    assert "customer3" in json.dumps(posts[-1].body["blocks"])
+    assert waits == []
+
+
+def test_a_burst_fills_messages_up_to_slacks_fifty_blocks(
+    database: Database, tmp_path: Path, slack: tuple[str, SlackState]
+) -> None:
+    """Twenty cards due at once for one channel: as many as fit in 50 blocks go in each
+    message, one message a second, each card exactly once and in order."""
+    url, state = slack
+    now, waits = [100.0], []
+    pipeline, deliverer, clock = _setup(database, tmp_path, url, now, waits)
+    pipeline.ingest([_mention(n, f"my router number {n} is broken again") for n in range(20)])
+    pipeline.process_pending()
+
+    first = deliverer.deliver_due()
+    assert first.delivered > 1
+    assert first.delivered + first.retried == 20
+    # The rest come back a message's worth per second, not all of them every second.
+    for second in range(1, 20):
+        now[0] += 1.0
+        clock.now = T0 + timedelta(seconds=second)
+        with database.transaction() as session:
+            due = outbox.due(session, now=clock.now)
+        assert len(due) <= first.delivered
+        if deliverer.deliver_due().failed or not due:
+            break
+    posts = state.posts()
+    assert all(len(p.body["blocks"]) <= 50 for p in posts)
+    held = [_card_ids(p.body["blocks"]) for p in posts]
+    assert len(held) == -(-20 // first.delivered)  # as few messages as fit
+    assert [len(ids) for ids in held][0] == first.delivered
+    flat = [card for ids in held for card in ids]
+    assert flat == sorted(flat, key=int)
+    assert len(set(flat)) == 20
     assert waits == []
