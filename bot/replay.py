@@ -2,34 +2,25 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from bot.delivery import Deliverer, DeliveryStats
 from bot.errors import InputError
 from bot.models import Mention
-from bot.pipeline import Change, Pipeline
+from bot.pipeline import Pipeline, ProcessStats
 from handlers.file_import import Record
 
 
 @dataclass
-class ReplayReport:
-    """What a replay did, for the final table."""
+class ReplayReport(ProcessStats):
+    """What a replay did, for the final table: what the pipeline did, and what was read,
+    stored, rejected and delivered."""
 
     read: int = 0
     stored: int = 0
     duplicates: int = 0
     rejected: list[InputError] = field(default_factory=list)
-    routed: Counter[str] = field(default_factory=Counter)
-    outbound_logged: int = 0
-    failed: int = 0
-    effects: int = 0
-    incidents_opened: int = 0
-    incident_reports: int = 0
-    timers_armed: int = 0
-    compared: int = 0
-    changes: list[Change] = field(default_factory=list)
     delivery: DeliveryStats = field(default_factory=DeliveryStats)
 
 
@@ -57,16 +48,7 @@ def replay(
         report.stored += stored
         report.duplicates += len(batch) - stored
         batch.clear()
-        stats = pipeline.process_pending()
-        report.routed.update(stats.routed)
-        report.outbound_logged += stats.outbound_logged
-        report.failed += stats.failed
-        report.effects += stats.effects
-        report.incidents_opened += stats.incidents_opened
-        report.incident_reports += stats.incident_reports
-        report.timers_armed += stats.timers_armed
-        report.compared += stats.compared
-        report.changes += stats.changes
+        report.add(pipeline.process_pending())
         if deliverer is not None:
             deliverer.deliver_due(report.delivery)
         on_batch(report.stored)

@@ -130,6 +130,10 @@ class SlackSurface:
     def _channel(self, name: str) -> str:
         return self.channels.get(name, name)
 
+    def _card_channel(self, payload: dict[str, Any]) -> str:
+        """The Slack channel of a judged card, read from its stored JSON without parsing it."""
+        return self._channel(str(payload["decision"]["channel"]))
+
     def _take_slot(self, channel: str, effect_id: int) -> None:
         """Raise `RetryLater` until the second this effect holds (or now gets) in ``channel``."""
         now = self.clock()
@@ -179,7 +183,7 @@ class SlackSurface:
         subjects = {i: f"conversation:{card['conversation_id']}" for i, card in cards.items()}
         placed = self.places.placed(list(subjects.values()))
         return [
-            self._channel(str(cards[e.id]["decision"]["channel"]))
+            self._card_channel(cards[e.id])
             if e.id in cards and subjects[e.id] not in placed
             else None
             for e in due
@@ -188,7 +192,7 @@ class SlackSurface:
     def deliver_group(self, group: Sequence[Effect]) -> int:
         """Post the leading cards of ``group`` (one channel's, see `group_of`) that fit in one
         message as that message; return how many it holds."""
-        channel = self._channel(str(group[0].payload["decision"]["channel"]))
+        channel = self._card_channel(group[0].payload)
         with _slack_errors():
             # Parsed as they fit in the message, not a whole backlog's worth each second.
             return self._open(channel, (interaction_from_json(effect.payload) for effect in group))

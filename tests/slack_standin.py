@@ -14,9 +14,15 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlencode
 
+from slack_sdk import WebClient
 from slack_sdk.signature import SignatureVerifier
 
+from bot import effects
+from bot.delivery import Deliverer, Sink
 from handlers.slack_stub import Call, SlackState, slack_stub
+from handlers.slack_surface import SlackSurface
+from storage.database import Database
+from storage.slack import SlackPlaces
 
 __all__ = ["APP_TOKEN", "TOKEN", "Call", "SlackState", "slack_standin"]
 
@@ -201,3 +207,12 @@ def signed_view_action(
         ],
     }
     return signed(payload, secret=secret)
+
+
+def deliver_cards(database: Database, url: str, extra: dict[str, Sink] | None = None) -> None:
+    """Drain the outbox to the stand-in (no pacing), plus any ``extra`` sinks; none may fail."""
+    surface = SlackSurface(
+        client=WebClient(token=TOKEN, base_url=url), places=SlackPlaces(database), min_interval=0
+    )
+    sinks: dict[str, Sink] = {kind: surface for kind in effects.TEAM_KINDS} | (extra or {})
+    assert Deliverer(database=database, sinks=sinks).drain(max_wait=0).failed == 0

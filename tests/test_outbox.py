@@ -31,7 +31,8 @@ class Flaky:
         self.delivered.append(effect.idempotency_key)
 
 
-def _cards(database: Database, count: int) -> None:
+def _cards(database: Database, count: int, *, one_conversation: bool = True) -> None:
+    """``count`` cards, all of one conversation or each opening its own."""
     with database.transaction() as session:
         outbox.enqueue_all(
             session,
@@ -39,7 +40,7 @@ def _cards(database: Database, count: int) -> None:
                 {
                     "idempotency_key": f"card:{n}",
                     "kind": "card",
-                    "ordering_key": "conversation:1",
+                    "ordering_key": "conversation:1" if one_conversation else f"conversation:{n}",
                     "payload": {"n": n},
                 }
                 for n in range(count)
@@ -116,27 +117,9 @@ class Grouping:
         self.deliver_group([effect])
 
 
-def _openers(database: Database, count: int) -> None:
-    """``count`` cards, each opening its own conversation."""
-    with database.transaction() as session:
-        outbox.enqueue_all(
-            session,
-            [
-                {
-                    "idempotency_key": f"card:{n}",
-                    "kind": "card",
-                    "ordering_key": f"conversation:{n}",
-                    "payload": {"n": n},
-                }
-                for n in range(count)
-            ],
-            at=START,
-        )
-
-
 def test_a_group_goes_out_in_as_few_goes_as_the_sink_needs(database: Database) -> None:
     """Seven due effects of one group, three at a time: three goes, in order, each once."""
-    _openers(database, 7)
+    _cards(database, 7, one_conversation=False)
     sink = Grouping(per_go=3, bad=set())
     stats = Deliverer(database=database, sinks={"card": sink}, clock=Clock(START)).deliver_due()
     assert (stats.delivered, stats.retried, stats.failed) == (7, 0, 0)
@@ -148,7 +131,7 @@ def test_a_refused_group_is_tried_one_by_one_so_only_the_bad_effect_fails(
 ) -> None:
     """The sink refuses the group holding card:2: each effect is then tried alone, card:2
     fails with the reason and the others are delivered."""
-    _openers(database, 4)
+    _cards(database, 4, one_conversation=False)
     sink = Grouping(per_go=10, bad={"card:2"})
     stats = Deliverer(database=database, sinks={"card": sink}, clock=Clock(START)).deliver_due()
     assert (stats.delivered, stats.failed) == (3, 1)

@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
-from slack_sdk import WebClient
 from slack_sdk.models.blocks import ActionsBlock
 from slack_standin import (
     TOKEN,
     SlackState,
+    deliver_cards,
     signed_action,
     signed_submission,
     signed_view_action,
@@ -35,7 +35,6 @@ from support import PLAYBOOKS, Clock, TextLabels
 from bot import effects
 from bot.app import build_embedder, build_suggester
 from bot.config import load_settings
-from bot.delivery import Deliverer
 from bot.models import Author, ContactSnapshot, Direction, Interaction, Mention, Platform
 from bot.pipeline import Pipeline
 from bot.sla import SlaTimers
@@ -43,7 +42,6 @@ from bot.workbench import Workbench
 from handlers.reply_log import LoggedReplies
 from handlers.slack_actions import NOT_AN_AGENT, build_app
 from handlers.slack_blocks import card_blocks
-from handlers.slack_surface import SlackSurface
 from handlers.ticket_webhook import TicketWebhook
 from playbooks.engine import PlaybookDecider
 from playbooks.loader import load_playbooks
@@ -57,7 +55,6 @@ from storage.schema import (
     OutboxRow,
     SlaTimer,
 )
-from storage.slack import SlackPlaces
 
 SECRET = "test-signing-secret-8f3a"  # noqa: S105 - a test secret
 AGENT, OUTSIDER = "U0AGENT", "U0OUTSIDER"
@@ -68,16 +65,6 @@ T0 = datetime(2026, 11, 4, 17, 40, tzinfo=UTC)
 def slack() -> Iterator[tuple[str, SlackState]]:
     with slack_standin({"#care": "C0CARE", "#care-leads": "C0LEADS"}) as running:
         yield running
-
-
-def _deliver(database: Database, url: str) -> None:
-    surface = SlackSurface(
-        client=WebClient(token=TOKEN, base_url=url), places=SlackPlaces(database), min_interval=0
-    )
-    stats = Deliverer(
-        database=database, sinks={kind: surface for kind in effects.TEAM_KINDS}
-    ).drain(max_wait=0)
-    assert stats.failed == 0
 
 
 def _pipeline(database: Database, playbooks: Path, *, suggest: bool = False) -> Pipeline:
@@ -112,7 +99,7 @@ def _card(
         ]
     )
     pipeline.process_pending()
-    _deliver(database, url)
+    deliver_cards(database, url)
     (post,) = state.posts()
     ((channel, ts),) = state.messages
     assert channel == "C0CARE"
@@ -191,7 +178,7 @@ def test_claim_assigns_the_conversation_and_updates_the_card(
     conversation = _conversation(database)
     assert (conversation.state, conversation.assignee) == ("assigned", AGENT)
     assert _audit(database) == ["card.claim"]
-    _deliver(database, url)
+    deliver_cards(database, url)
     (update,) = [c for c in state.calls if c.method == "chat.update"]
     assert (update.body["channel"], update.body["ts"]) == ("C0CARE", ts)
     assert "Claimed by <@U0AGENT>" in json.dumps(update.body["blocks"])
@@ -309,11 +296,7 @@ def test_send_suggestion_opens_the_reply_form_and_sending_logs_the_reply(
     assert (timer.state, timer.cancel_reason) == (sla.CANCELLED, "responded")
 
     replies = LoggedReplies()
-    surface = SlackSurface(
-        client=WebClient(token=TOKEN, base_url=url), places=SlackPlaces(database), min_interval=0
-    )
-    sinks = {kind: surface for kind in effects.TEAM_KINDS} | {effects.REPLY: replies}
-    assert Deliverer(database=database, sinks=sinks).drain(max_wait=0).failed == 0
+    deliver_cards(database, url, {effects.REPLY: replies})
     (sent,) = replies.sent
     assert (sent.payload["text"], sent.payload["in_reply_to"]) == (edited, "1880000000000000001")
     (update,) = [c for c in state.calls if c.method == "chat.update"]
@@ -372,7 +355,7 @@ def _submit(
 
 def _card_update(database: Database, url: str, state: SlackState) -> str:
     """Deliver the outbox; return the blocks of the card's latest update, as JSON text."""
-    _deliver(database, url)
+    deliver_cards(database, url)
     updates = [c for c in state.calls if c.method == "chat.update"]
     assert updates, "the card was not updated"
     return json.dumps(updates[-1].body["blocks"], ensure_ascii=False)
@@ -547,11 +530,7 @@ def test_escalating_to_the_ticket_step_posts_to_its_webhook_once(
     assert _submit(app, view, {"step": {"choice": _chosen("3")}}) == (200, None)
     assert _timer(database).state == sla.EXHAUSTED
 
-    surface = SlackSurface(
-        client=WebClient(token=TOKEN, base_url=url), places=SlackPlaces(database), min_interval=0
-    )
-    sinks = {kind: surface for kind in effects.TEAM_KINDS} | {effects.TICKET: TicketWebhook()}
-    assert Deliverer(database=database, sinks=sinks).drain(max_wait=0).failed == 0
+    deliver_cards(database, url, {effects.TICKET: TicketWebhook()})
     (ticket,) = _Tickets.received
     assert (ticket["action"], ticket["by"], ticket["step"]) == ("ticket", AGENT, 3)
     assert ticket["mention"]["text"] == "my router is broken again"

@@ -20,26 +20,28 @@ import pytest
 from earful_run import earful_run, http_status, wait_for
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
-from slack_sdk import WebClient
-from slack_standin import TOKEN, SlackState, signed_command, signed_event, slack_standin
+from slack_standin import (
+    TOKEN,
+    SlackState,
+    deliver_cards,
+    signed_command,
+    signed_event,
+    slack_standin,
+)
 from sqlalchemy import select
 from support import Clock, TextLabels
 
-from bot import effects
-from bot.delivery import Deliverer
 from bot.models import Author, Direction, Mention, Platform
 from bot.pipeline import Pipeline
 from bot.service import SLACK_PATH
 from bot.sla import SlaTimers
 from bot.workbench import Workbench
 from handlers.slack_actions import build_app
-from handlers.slack_surface import SlackSurface
 from playbooks.engine import PlaybookDecider
 from playbooks.loader import load_playbooks
 from storage.contacts import CrmRecord, import_crm_records
 from storage.database import Database
 from storage.schema import AuditEntry, Conversation, InteractionRow
-from storage.slack import SlackPlaces
 
 FIXTURES = Path(__file__).parent / "fixtures"
 Earful = Callable[..., subprocess.CompletedProcess[str]]
@@ -54,16 +56,6 @@ def slack() -> Iterator[tuple[str, SlackState]]:
     channels = {"#care": "C0CARE", "#care-leads": "C0LEADS", "#incidents": "C0INC"}
     with slack_standin(channels) as running:
         yield running
-
-
-def _deliver(database: Database, url: str) -> None:
-    surface = SlackSurface(
-        client=WebClient(token=TOKEN, base_url=url), places=SlackPlaces(database), min_interval=0
-    )
-    stats = Deliverer(
-        database=database, sinks={kind: surface for kind in effects.TEAM_KINDS}
-    ).drain(max_wait=0)
-    assert stats.failed == 0
 
 
 def _mention(external_id: str, text: str, handle: str, minutes_ago: int, **extra: Any) -> Mention:
@@ -102,7 +94,7 @@ def _cards(database: Database, playbooks: Path, url: str) -> dict[str, int]:
         ]
     )
     pipeline.process_pending()
-    _deliver(database, url)
+    deliver_cards(database, url)
     with database.transaction() as session:
         rows = session.execute(
             select(InteractionRow.author, InteractionRow.id).where(
@@ -239,7 +231,7 @@ def test_assign_by_number_or_link_changes_the_assignee_and_updates_the_card(
     assert (conversation.state, conversation.assignee) == ("assigned", AGENT)
     assert (audit.actor, audit.action) == ("slack:U0LEAD", "card.assign")
     before = state.messages["C0CARE", shared]["blocks"]
-    _deliver(database, url)
+    deliver_cards(database, url)
     (update,) = [c for c in state.calls if c.method == "chat.update"]
     assert (update.body["channel"], update.body["ts"]) == ("C0CARE", shared)
     status = [b for b in update.body["blocks"] if "Assigned to" in json.dumps(b)]
@@ -256,7 +248,7 @@ def test_assign_by_number_or_link_changes_the_assignee_and_updates_the_card(
     )
     pipeline.ingest([_mention("1009", "my modem is broken too", "late_lou", 0)])
     pipeline.process_pending()
-    _deliver(database, url)
+    deliver_cards(database, url)
     state.calls.clear()
     _assign(app, url, _link(_message_of(state, "late_lou")))
     assert [a["text"] for a in _answers(state)] == ["Done. Assigned to <@U0AGENT> by <@U0LEAD>."]
