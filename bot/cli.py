@@ -51,7 +51,7 @@ from bot.sla import SlaTimers
 from bot.sources import load_sources
 from handlers.crm_import import read_crm_csv
 from handlers.file_import import parse_column_map, read_file, read_jsonl, read_text_lines
-from handlers.slack_blocks import card_in
+from handlers.slack_blocks import Block, card_heads, card_in
 from handlers.slack_stub import SlackState, channel_ids, playbook_channels
 from handlers.slack_stub import slack_stub as start_slack_stub
 from storage import audit, contacts, corrections, outbox, sla, status
@@ -727,20 +727,26 @@ def _print_stub_summary(state: SlackState) -> None:
         style="bold",
     )
     out.print(table)
-    cards = [c for c in state.posts() if not c.body.get("thread_ts") and c.body.get("blocks")]
-    # Show a card with suggested replies when there is one: it has every kind of block.
-    shown = next((c for c in cards if "send_suggestion" in json.dumps(c.body["blocks"])), None)
-    shown = shown or (cards[0] if cards else None)
-    if shown is not None:
-        raw = shown.body["blocks"]
-        blocks = json.loads(raw) if isinstance(raw, str) else raw
-        actions = [b for b in blocks if b.get("type") == "actions"]
-        chosen = next((b for b in actions if "send_suggestion" in json.dumps(b)), actions[0])
-        card = card_in(blocks, int(str(chosen["block_id"]).rsplit(".", 1)[1])) or blocks
-        name = state.channel_name(str(shown.body["channel"]))
-        held = f" (its message held {len(actions)} cards)" if len(actions) > 1 else ""
-        out.print(f"\none card as chat.postMessage sent it to {name}{held} (Block Kit JSON):")
-        out.print_json(data={"channel": shown.body["channel"], "blocks": card})
+    # One card, preferably a full one with suggested replies: it has every kind of block.
+    shown: list[tuple[int, str, int, list[Block], Block]] = []
+    for post in state.posts():
+        raw = post.body.get("blocks")
+        if post.body.get("thread_ts") or not raw:
+            continue
+        blocks = json.loads(raw) if isinstance(raw, str) else list(raw)
+        heads = card_heads(blocks)
+        for head in heads:
+            full = head["type"] == "actions"
+            rank = 2 * full + ("send_suggestion" in json.dumps(head))
+            shown.append((rank, str(post.body["channel"]), len(heads), blocks, head))
+    if shown:
+        _, where_to, held, blocks, head = max(shown, key=lambda found: found[0])
+        card = card_in(blocks, int(str(head["block_id"]).rsplit(".", 1)[1]))
+        form = "a full card" if head["type"] == "actions" else "a card shown as a row"
+        where = f" (its message held {held} cards)" if held > 1 else ""
+        name = state.channel_name(where_to)
+        out.print(f"\n{form} as chat.postMessage sent it to {name}{where} (Block Kit JSON):")
+        out.print_json(data={"channel": where_to, "blocks": card})
 
 
 def _until(timer: sla.Timer, now: datetime) -> str:

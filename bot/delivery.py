@@ -155,8 +155,7 @@ class Deliverer:
 
     def _delivered(self, done: Sequence[outbox.Effect], stats: DeliveryStats) -> None:
         with self.database.transaction() as session:
-            for effect in done:
-                outbox.mark_delivered(session, effect.id, at=self.clock())
+            outbox.mark_delivered(session, [effect.id for effect in done], at=self.clock())
         stats.delivered += len(done)
 
     def _retry(self, batch: Sequence[outbox.Effect], exc: RetryLater, stats: DeliveryStats) -> None:

@@ -38,6 +38,7 @@ from bot.workbench import (
 )
 from handlers import slack_commands
 from handlers.slack_blocks import (
+    ACTION_PREFIX,
     CHOICE,
     CORRECT_MODAL,
     COUNTER_BLOCK,
@@ -48,6 +49,7 @@ from handlers.slack_blocks import (
     REPLY_BLOCK,
     REPLY_INPUT,
     REPLY_MODAL,
+    ROW_ACTION,
     SNOOZE_MODAL,
     STEP,
     correct_modal,
@@ -60,14 +62,25 @@ from handlers.slack_blocks import (
 
 log = logging.getLogger(__name__)
 
+# A card's buttons are named by their action ids; a row's menu (`card_row`) by its options.
 _ACTIONS = re.compile(r"^earful\.(claim|resolve)$")
 _FORMS = re.compile(r"^earful\.(dismiss|escalate|snooze|correct)$")
 _SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
 _REPLIES = re.compile(r"^earful\.(reply|send_suggestion_\d)$")
-_SUGGESTION = re.compile(r"^earful\.send_suggestion_(\d)$")
+_SUGGESTION = re.compile(r"^send_suggestion_(\d)$")
+_ROW_MENU = f"{ACTION_PREFIX}{ROW_ACTION}"
 
 
 NOT_AN_AGENT = "Only members of the care team's agent group can act on cards."
+
+
+def _clicked(action: dict[str, Any]) -> tuple[str, int]:
+    """The card action and interaction id of a click: a button's (``earful.claim``, its value)
+    or a row menu's option (``claim:123``)."""
+    if action["action_id"] == _ROW_MENU:
+        name, _, value = str(action["selected_option"]["value"]).partition(":")
+        return name, int(value)
+    return str(action["action_id"]).removeprefix(ACTION_PREFIX), int(action["value"])
 
 
 async def _say(respond: Callable[..., Awaitable[Any]], text: str) -> None:
@@ -102,7 +115,7 @@ def build_app(
     ) -> None:
         await ack()
         user = str(body["user"]["id"])
-        name = str(action["action_id"]).removeprefix("earful.")
+        name, interaction_id = _clicked(action)
         if user not in allowed:
             log.warning("card action %s refused for a user outside the agent group", name)
             await _say(respond, NOT_AN_AGENT)
@@ -114,14 +127,14 @@ def build_app(
             status = await asyncio.to_thread(
                 workbench.act,
                 CardAction(name),
-                interaction_id=int(action["value"]),
+                interaction_id=interaction_id,
                 agent=user,
                 message=message,
             )
         except (InputError, ValueError) as exc:
             await _say(respond, f"Nothing changed: {exc}")
             return
-        log.info("card %s: %s", action["value"], name)
+        log.info("card %d: %s", interaction_id, name)
         del status  # shown on the card by the outbox's card_status effect
 
     async def on_reply(
@@ -135,8 +148,8 @@ def build_app(
         if str(body["user"]["id"]) not in allowed:
             await _say(respond, NOT_AN_AGENT)
             return
-        number = _SUGGESTION.match(str(action["action_id"]))
-        interaction_id = int(action["value"])
+        name, interaction_id = _clicked(action)
+        number = _SUGGESTION.match(name)
         try:
             draft = await asyncio.to_thread(
                 workbench.draft, interaction_id, int(number[1]) if number else None
@@ -180,10 +193,34 @@ def build_app(
         except InputError as exc:
             log.warning("reply not sent: %s", exc)
 
+    on_form = _register_forms(app, workbench=workbench, allowed=allowed)
+
+    async def on_row_menu(
+        ack: Callable[[], Awaitable[Any]],
+        body: dict[str, Any],
+        action: dict[str, Any],
+        client: AsyncWebClient,
+        respond: Callable[..., Awaitable[Any]],
+    ) -> None:
+        """An option picked in a row's menu: the same as the full card's button."""
+        try:
+            button = ACTION_PREFIX + _clicked(action)[0]
+        except (KeyError, ValueError):
+            button = "(unreadable)"
+        if _ACTIONS.match(button):
+            await on_card_action(ack, body, action, respond)
+        elif _REPLIES.match(button):
+            await on_reply(ack, body, action, client, respond)
+        elif _FORMS.match(button):
+            await on_form(ack, body, action, client, respond)
+        else:
+            await ack()
+            log.warning("row menu: unknown option %s", button)
+
     app.action(_ACTIONS)(on_card_action)
     app.action(_REPLIES)(on_reply)
+    app.action(_ROW_MENU)(on_row_menu)
     app.view(REPLY_MODAL)(on_reply_submitted)
-    _register_forms(app, workbench=workbench, allowed=allowed)
     queues = Queues(database=workbench.database, workbench=workbench, clock=workbench.clock)
     slack_commands.register(app, queues=queues, agents=allowed)
     return app
@@ -202,8 +239,11 @@ def _typed(view: dict[str, Any], block: str, action: str) -> str | None:
     return str(field.get("value") or "").strip() or None
 
 
-def _register_forms(app: AsyncApp, *, workbench: Workbench, allowed: frozenset[str]) -> None:
-    """Dismiss, Escalate, Snooze and Correct labels (a form each), and the reply form's counter."""
+def _register_forms(
+    app: AsyncApp, *, workbench: Workbench, allowed: frozenset[str]
+) -> Callable[..., Awaitable[None]]:
+    """Dismiss, Escalate, Snooze and Correct labels (a form each), and the reply form's counter;
+    returns the listener that opens the forms."""
 
     async def on_form(
         ack: Callable[[], Awaitable[Any]],
@@ -213,12 +253,11 @@ def _register_forms(app: AsyncApp, *, workbench: Workbench, allowed: frozenset[s
         respond: Callable[..., Awaitable[Any]],
     ) -> None:
         await ack()
-        name = str(action["action_id"]).removeprefix("earful.")
+        name, interaction_id = _clicked(action)
         if str(body["user"]["id"]) not in allowed:
             log.warning("card form %s refused for a user outside the agent group", name)
             await _say(respond, NOT_AN_AGENT)
             return
-        interaction_id = int(action["value"])
         metadata: dict[str, Any] = {
             "interaction_id": interaction_id,
             "channel": body["container"]["channel_id"],
@@ -380,3 +419,4 @@ def _register_forms(app: AsyncApp, *, workbench: Workbench, allowed: frozenset[s
     app.view(SNOOZE_MODAL)(form(CHOICE, snooze))
     app.view(CORRECT_MODAL)(form(NOTE, correct))
     app.action({"block_id": REPLY_BLOCK, "action_id": REPLY_INPUT})(on_reply_typing)
+    return on_form

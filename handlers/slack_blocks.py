@@ -9,7 +9,9 @@ Escalate, Snooze and Correct labels carry the card's place in ``private_metadata
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -23,6 +25,7 @@ Block = dict[str, Any]
 # Slack's limits: section text 3,000 characters, a message 50 blocks, a button value 2,000.
 _SECTION_LIMIT = 3000
 ACTION_PREFIX = "earful."
+_CARD_HEAD = re.compile(r"earful\.card\.\d+")
 
 
 def _plain(text: str) -> dict[str, Any]:
@@ -187,29 +190,134 @@ def card_blocks(card: Interaction, *, status: str | None = None) -> tuple[str, l
 
 # Slack shows at most 50 blocks in a message.
 MESSAGE_BLOCKS = 50
+# A card as a row (see `card_row`) takes two blocks.
+ROW_BLOCKS = 2
+# The action id of a row's menu; each option's value is ``<action>:<interaction id>``.
+ROW_ACTION = "act"
+_ROW_TEXT = 280
 
 
 def card_group(cards: Iterable[Interaction]) -> tuple[str, list[Block], list[Interaction]]:
-    """One message for the leading cards that fit in Slack's 50 blocks (at least one), with a
-    divider between cards; returns its fallback text, its blocks and the cards it holds.
+    """One message for the leading cards of a channel that fit in it (at least one); returns
+    its fallback text, its blocks and the cards it holds.
 
-    Used when a channel receives cards faster than Slack's one post per second: each card keeps
-    its own blocks and buttons, so agents act on it as on a card of its own.
+    Used when a channel receives cards faster than Slack's one post per second. When they all
+    fit in Slack's 50 blocks as full cards, each keeps its own blocks and buttons, with a
+    divider between cards. When they do not, the message shows up to 25 cards as rows
+    (`card_row`), so that a channel keeps up with 25 new conversations a second instead of 8.
     """
+    queue = iter(cards)
     texts: list[str] = []
     blocks: list[Block] = []
     held: list[Interaction] = []
-    for card in cards:
+    for card in queue:
         text, own = card_blocks(card)
         divider = [{"type": "divider", "block_id": _card_id(card.id, "divider")}] if blocks else []
         if blocks and len(blocks) + len(divider) + len(own) > MESSAGE_BLOCKS:
-            break
+            return _rows(itertools.chain(held, [card], queue))
         blocks += divider + own
         texts.append(text)
         held.append(card)
-    if len(held) == 1:
-        return texts[0], blocks, held
-    return f"{len(held)} new mentions: " + " | ".join(texts)[:2900], blocks, held
+    return _group_text(texts), blocks, held
+
+
+def _rows(cards: Iterable[Interaction]) -> tuple[str, list[Block], list[Interaction]]:
+    texts: list[str] = []
+    blocks: list[Block] = []
+    held = list(itertools.islice(cards, MESSAGE_BLOCKS // ROW_BLOCKS))
+    for card in held:
+        text, own = card_row(card)
+        texts.append(text)
+        blocks += own
+    return _group_text(texts), blocks, held
+
+
+def _group_text(texts: Sequence[str]) -> str:
+    if len(texts) == 1:
+        return texts[0]
+    return f"{len(texts)} new mentions: " + " | ".join(texts)[:2900]
+
+
+def card_row(card: Interaction, *, status: str | None = None) -> tuple[str, list[Block]]:
+    """A card as a row of a busy channel's message: two blocks instead of up to six.
+
+    The first block shows the decision, the author and the text (cut to 280 characters) with
+    a link to the source, and carries a menu with every action of the card's buttons (its
+    block id is the card's, like the buttons' block of a full card). The second shows the
+    card's number, the labels, the reasons in short and ``status``. The suggested replies are
+    offered in the menu and shown in full in the reply form.
+    """
+    mention = card.mention
+    excerpt = mention.text if len(mention.text) <= _ROW_TEXT else mention.text[:_ROW_TEXT] + "…"
+    link = f" <{mention.url}|source>" if mention.url else ""
+    value = str(card.id)
+    options = [
+        ("claim", "Claim"),
+        ("reply", "Reply…"),
+        *(
+            (f"send_suggestion_{n}", f"Send {n}: {s.text}")
+            for n, s in enumerate(card.suggestions, start=1)
+        ),
+        ("escalate", "Escalate…"),
+        ("snooze", "Snooze…"),
+        ("dismiss", "Dismiss…"),
+        ("resolve", "Resolve"),
+        ("correct", "Correct labels…"),
+    ]
+    notes = [_labels(card)]
+    decision = card.decision
+    if decision is not None and decision.reasons:
+        notes.append("why: " + escape("; ".join(f"{r.factor} {r.value}" for r in decision.reasons)))
+    if status:
+        notes.append(f"*{status}*")
+    blocks: list[Block] = [
+        {
+            "type": "section",
+            "block_id": _card_id(card.id),
+            "text": _mrkdwn(f"{_decision(card)}\n{_who(card)}\n{escape(excerpt)}{link}"),
+            "accessory": {
+                "type": "static_select",
+                "action_id": f"{ACTION_PREFIX}{ROW_ACTION}",
+                "placeholder": _plain("Act…"),
+                "options": [_option(f"{action}:{value}", label) for action, label in options],
+            },
+        },
+        {
+            "type": "context",
+            "block_id": _card_id(card.id, "labels"),
+            "elements": [_mrkdwn("\n".join(notes))],
+        },
+    ]
+    author = mention.author.label
+    priority = decision.priority.value if decision and decision.priority else "untriaged"
+    return f"{priority} · {author}: {mention.text[:150]}", blocks
+
+
+def is_row(blocks: Sequence[Block], card_id: int) -> bool:
+    """Whether a message shows card ``card_id`` as a row (`card_row`)."""
+    return any(
+        block.get("block_id") == _card_id(card_id) and block.get("type") == "section"
+        for block in blocks
+    )
+
+
+def card_update(
+    shown: tuple[str, Sequence[Block]] | None, card: Interaction, status: str
+) -> tuple[str, list[Block]]:
+    """The text and blocks of a message after ``card`` takes ``status``: in the form it is
+    shown in (a full card, or a row), and only that card changed when the message holds
+    others. ``shown`` is what the message shows now (None when unknown: the card alone)."""
+    row = shown is not None and is_row(shown[1], card.id)
+    text, own = card_row(card, status=status) if row else card_blocks(card, status=status)
+    if shown is None or only_card(shown[1], card.id):
+        return text, own
+    return shown[0], replace_card(shown[1], card.id, own)
+
+
+def card_heads(blocks: Sequence[Block]) -> list[Block]:
+    """The block of each card in a message, in order: a full card's buttons, or a row with its
+    menu (block id ``earful.card.<id>``)."""
+    return [block for block in blocks if _CARD_HEAD.fullmatch(str(block.get("block_id", "")))]
 
 
 def _of_card(block: Block, card_id: int) -> bool:

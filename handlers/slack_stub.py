@@ -26,6 +26,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
+from handlers.slack_blocks import card_heads
+
 if TYPE_CHECKING:
     from playbooks.loader import PlaybookSet
 
@@ -195,14 +197,8 @@ def _blocks(blocks: Any) -> list[Any]:
 
 
 def _cards_in(blocks: Any) -> int:
-    """How many Earful cards a message holds: each has one actions block ``earful.card.<id>``."""
-    return sum(
-        1
-        for b in _blocks(blocks)
-        if isinstance(b, dict)
-        and b.get("type") == "actions"
-        and str(b.get("block_id", "")).startswith("earful.card.")
-    )
+    """How many Earful cards a message holds."""
+    return len(card_heads([b for b in _blocks(blocks) if isinstance(b, dict)]))
 
 
 def _valid_blocks(blocks: Any) -> bool:

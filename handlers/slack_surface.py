@@ -33,10 +33,9 @@ from handlers.slack_blocks import (
     Block,
     card_blocks,
     card_group,
+    card_update,
     escalation_text,
     incident_blocks,
-    only_card,
-    replace_card,
     report_blocks,
 )
 from storage.codec import incident_from_json, interaction_from_json
@@ -250,14 +249,11 @@ class SlackSurface:
         self._post(place.channel, report_text, report, thread=place.ts)
 
     def _card_status(self, payload: dict[str, Any]) -> None:
-        """Show the status on the card, and only on it when its message holds others."""
+        """Show the status on the card (a full card or a row), and only on it when its message
+        holds others."""
         card = interaction_from_json(payload["card"])
-        text, own = card_blocks(card, status=str(payload["status"]))
         message = Posted(str(payload["channel"]), str(payload["ts"]))
-        shown = self.places.shown(message)
-        blocks = own
-        if shown is not None and not only_card(shown[1], card.id):
-            text, blocks = shown[0], replace_card(shown[1], card.id, own)
+        text, blocks = card_update(self.places.shown(message), card, str(payload["status"]))
         self.client.chat_update(channel=message.channel, ts=message.ts, text=text, blocks=blocks)
         self.places.show(message, text, blocks)
 

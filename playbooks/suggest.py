@@ -26,6 +26,7 @@ to a clearly different message (``on_topic``) ranks above the playbook's templat
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import string
@@ -167,7 +168,8 @@ def vocabulary(text: str) -> set[str]:
     return words | {tag.lower() for tag in _TAG.findall(_LINK.sub(" ", text))}
 
 
-def specifics(text: str) -> set[str]:
+@functools.lru_cache(maxsize=16384)
+def specifics(text: str) -> frozenset[str]:
     """The words of a reply that tie it to one case, lower-cased.
 
     A word with a digit (flight, order and phone numbers, times, amounts), a number word
@@ -184,17 +186,19 @@ def specifics(text: str) -> set[str]:
                 or (position and word[0].isupper() and lower not in _PLAIN_CAPITALS)
             ):
                 found.add(lower)
-    return found
+    return frozenset(found)
 
 
-def topics(text: str) -> set[str]:
+@functools.lru_cache(maxsize=16384)
+def topics(text: str) -> frozenset[str]:
     """What a message is about, roughly: its content words, cut to five letters ("ordered"
-    meets "order")."""
-    return {
+    meets "order"). Cached, like `specifics`: the same past replies are looked at for many
+    mentions."""
+    return frozenset(
         word[:5]
         for word in vocabulary(_TAG.sub(" ", text))
         if len(word) >= 4 and word.isalpha() and word not in _FUNCTION_WORDS
-    }
+    )
 
 
 def _addressed(text: str) -> set[str]:

@@ -60,15 +60,17 @@ def ingest(
             }
             for m in unique.values()
         ]
+        # Core inserts on the tables: the ORM's bulk path costs more than the insert itself.
+        table = InteractionRow.__table__
         stmt = (
-            insert_for(session, InteractionRow)
+            insert_for(session, table)
             .on_conflict_do_nothing(index_elements=["platform", "external_id"])
-            .returning(InteractionRow.id)
+            .returning(table.c.id)
         )
-        new_ids = sorted(session.scalars(stmt, rows).all())
+        new_ids = sorted(session.execute(stmt, rows).scalars().all())
     if new_ids:
         session.execute(
-            insert_for(session, Job),
+            insert_for(session, Job.__table__),
             [
                 {
                     "interaction_id": interaction_id,

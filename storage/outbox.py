@@ -80,11 +80,11 @@ def next_due_at(session: Session) -> datetime | None:
     return session.scalar(select(func.min(heads.c.next_attempt_at)))
 
 
-def mark_delivered(session: Session, effect_id: int, *, at: datetime) -> None:
-    """The effect reached the outside world."""
+def mark_delivered(session: Session, effect_ids: Sequence[int], *, at: datetime) -> None:
+    """The effects reached the outside world (one statement for all)."""
     session.execute(
         update(OutboxRow)
-        .where(OutboxRow.id == effect_id)
+        .where(OutboxRow.id.in_(effect_ids))
         .values(state="delivered", delivered_at=at, last_error=None)
     )
 

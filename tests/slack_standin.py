@@ -66,18 +66,53 @@ def signed_action(
     response_url: str,
     secret: str | None,
     age: float = 0,
+    menu: bool = False,
 ) -> tuple[str, dict[str, str]]:
-    """A click on a card button (``block_actions``), signed."""
+    """A click on a card button (``block_actions``), signed; ``menu``: the same action picked
+    in the menu of a card shown as a row."""
     payload = block_actions(
-        action=action, value=value, channel=channel, ts=ts, user=user, response_url=response_url
+        action=action,
+        value=value,
+        channel=channel,
+        ts=ts,
+        user=user,
+        response_url=response_url,
+        menu=menu,
     )
     return signed(payload, secret=secret, age=age)
 
 
 def block_actions(
-    *, action: str, value: int, channel: str, ts: str, user: str, response_url: str
+    *,
+    action: str,
+    value: int,
+    channel: str,
+    ts: str,
+    user: str,
+    response_url: str,
+    menu: bool = False,
 ) -> dict[str, Any]:
-    """The payload of a click on a card button (``block_actions``), as Slack sends it."""
+    """The payload of a click on a card button, or of an option picked in a row's menu
+    (``block_actions``), as Slack sends it."""
+    clicked: dict[str, Any] = {
+        "type": "button",
+        "action_id": f"earful.{action}",
+        "block_id": f"earful.card.{value}",
+        "value": str(value),
+        "action_ts": str(time.time()),
+    }
+    if menu:
+        clicked = {
+            "type": "static_select",
+            "action_id": "earful.act",
+            "block_id": f"earful.card.{value}",
+            "selected_option": {
+                "text": {"type": "plain_text", "text": action, "emoji": True},
+                "value": f"{action}:{value}",
+            },
+            "placeholder": {"type": "plain_text", "text": "Act…", "emoji": True},
+            "action_ts": str(time.time()),
+        }
     return {
         "type": "block_actions",
         "user": {"id": user, "username": user.lower()},
@@ -88,15 +123,7 @@ def block_actions(
         "message": {"ts": ts, "type": "message"},
         "trigger_id": "1.2.3",
         "response_url": response_url,
-        "actions": [
-            {
-                "type": "button",
-                "action_id": f"earful.{action}",
-                "block_id": f"earful.card.{value}",
-                "value": str(value),
-                "action_ts": str(time.time()),
-            }
-        ],
+        "actions": [clicked],
     }
 
 

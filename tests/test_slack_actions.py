@@ -127,8 +127,10 @@ def _click(
     user: str = AGENT,
     secret: str | None = SECRET,
     age: float = 0,
+    menu: bool = False,
 ) -> int:
-    """Send one signed block_actions request through bolt; return the HTTP status."""
+    """Send one signed block_actions request through bolt (a button, or a row's ``menu``);
+    return the HTTP status."""
     body, headers = signed_action(
         action=action,
         value=value,
@@ -138,8 +140,8 @@ def _click(
         response_url=url.replace("/api/", "/respond/T0/1/abc"),
         secret=secret,
         age=age,
+        menu=menu,
     )
-
     return _dispatch(app, body, headers)[0]
 
 
@@ -160,6 +162,11 @@ def _dispatch(app: AsyncApp, body: str, headers: dict[str, str]) -> tuple[int, s
 def _conversation(database: Database) -> Conversation:
     with database.transaction() as session:
         return session.scalars(select(Conversation)).one()
+
+
+def _conversation_states(database: Database) -> set[str]:
+    with database.transaction() as session:
+        return set(session.scalars(select(Conversation.state)))
 
 
 def _audit(database: Database) -> list[str]:
@@ -827,3 +834,99 @@ def test_card_buttons_fit_block_kit() -> None:
         "earful.resolve",
         "earful.correct",
     ]
+
+
+def _rows(
+    database: Database, playbooks: Path, url: str, state: SlackState
+) -> tuple[list[int], str]:
+    """Thirty complaints due at once: their first message shows 25 of them as rows; returns
+    those cards' interaction ids and the message's ts."""
+    pipeline = _pipeline(database, playbooks)
+    pipeline.ingest(
+        [
+            Mention(
+                platform=Platform.X,
+                external_id=f"18800000000000{n:05d}",
+                text=f"my router number {n} is broken again",
+                author=Author(handle=f"customer{n}"),
+                created_at=T0,
+            )
+            for n in range(30)
+        ]
+    )
+    pipeline.process_pending()
+    deliver_cards(database, url)
+    first = state.posts()[0]
+    rows = [b for b in first.body["blocks"] if b["type"] == "section" and "accessory" in b]
+    assert len(rows) == 25
+    (_, ts) = next(iter(state.messages))  # the first message posted
+    return [int(str(b["block_id"]).rsplit(".", 1)[1]) for b in rows], ts
+
+
+def test_a_rows_menu_claims_and_only_that_row_changes(
+    database: Database, playbooks: Path, slack: tuple[str, SlackState]
+) -> None:
+    """Claim picked in a row's menu assigns its conversation like the button does; the update
+    shows the status in that row (still two blocks) and leaves the other rows as they were."""
+    url, state = slack
+    ids, ts = _rows(database, playbooks, url, state)
+    before = state.posts()[0].body["blocks"]
+    app = _app(database, url)
+    assert _click(app, url, action="claim", value=ids[2], ts=ts, menu=True) == 200
+    with database.transaction() as session:
+        (claimed,) = session.scalars(
+            select(Conversation).where(Conversation.assignee == AGENT)
+        ).all()
+        row = session.get(InteractionRow, ids[2])
+    assert row is not None
+    assert claimed.id == row.conversation_id
+    assert _audit(database) == ["card.claim"]
+    deliver_cards(database, url)
+    (update,) = [c for c in state.calls if c.method == "chat.update"]
+    assert update.body["ts"] == ts
+    after = update.body["blocks"]
+    assert len(after) == len(before) == 50
+    changed = [i for i, (old, new) in enumerate(zip(before, after, strict=True)) if old != new]
+    assert changed == [5]  # the third row's second block: its labels and status
+    assert "Claimed by <@U0AGENT>" in json.dumps(after[5])
+    assert after[4]["accessory"]["action_id"] == "earful.act"
+
+
+@pytest.mark.parametrize(
+    ("action", "callback_id"),
+    [
+        ("reply", "earful.reply_modal"),
+        ("dismiss", "earful.dismiss_modal"),
+        ("escalate", "earful.escalate_modal"),
+        ("snooze", "earful.snooze_modal"),
+        ("correct", "earful.correct_modal"),
+    ],
+)
+def test_a_rows_menu_opens_the_same_forms_as_the_buttons(
+    database: Database,
+    playbooks: Path,
+    slack: tuple[str, SlackState],
+    action: str,
+    callback_id: str,
+) -> None:
+    """Each form behind a card button opens from the row's menu, for that row's card."""
+    url, state = slack
+    ids, ts = _rows(database, playbooks, url, state)
+    app = _app(database, url)
+    assert _click(app, url, action=action, value=ids[7], ts=ts, menu=True) == 200
+    (opened,) = [c for c in state.calls if c.method == "views.open"]
+    view = opened.body["view"]
+    view = json.loads(view) if isinstance(view, str) else view
+    assert view["callback_id"] == callback_id
+    assert json.loads(view["private_metadata"])["interaction_id"] == ids[7]
+
+
+def test_a_rows_menu_is_refused_to_a_user_outside_the_agent_group(
+    database: Database, playbooks: Path, slack: tuple[str, SlackState]
+) -> None:
+    url, state = slack
+    ids, ts = _rows(database, playbooks, url, state)
+    app = _app(database, url)
+    assert _click(app, url, action="claim", value=ids[0], ts=ts, user=OUTSIDER, menu=True) == 200
+    assert _conversation_states(database) == {"new"}
+    assert not [c for c in state.calls if c.method == "views.open"]

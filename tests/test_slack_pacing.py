@@ -4,6 +4,7 @@ cards that wait for their channel go out together, as one message."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 from slack_sdk import WebClient
+from slack_sdk.models.blocks import SectionBlock
 from slack_standin import TOKEN, SlackState, slack_standin
 from support import Clock, TextLabels
 
@@ -78,8 +80,13 @@ def _setup(
 
 
 def _card_ids(blocks: list[dict[str, Any]]) -> list[str]:
-    """The interaction ids of the cards in a message, in order (from their buttons)."""
-    return [b["elements"][0]["value"] for b in blocks if b["type"] == "actions"]
+    """The interaction ids of the cards in a message, in order: each card has one block whose
+    id is ``earful.card.<id>`` (its buttons, or its row with the menu)."""
+    return [
+        str(b["block_id"]).rsplit(".", 1)[1]
+        for b in blocks
+        if re.fullmatch(r"earful\.card\.\d+", str(b.get("block_id", "")))
+    ]
 
 
 def test_cards_due_together_for_one_channel_share_one_message(
@@ -149,35 +156,63 @@ def test_cards_that_come_while_the_channel_waits_go_out_together_when_it_is_free
     assert waits == []
 
 
-def test_a_burst_fills_messages_up_to_slacks_fifty_blocks(
+def test_cards_that_fit_in_one_message_stay_full_cards(
     database: Database, tmp_path: Path, slack: tuple[str, SlackState]
 ) -> None:
-    """Twenty cards due at once for one channel: as many as fit in 50 blocks go in each
-    message, one message a second, each card exactly once and in order."""
+    """Eight cards due at once fit in 50 blocks as full cards: one message, each with its
+    buttons."""
+    url, state = slack
+    now, waits = [100.0], []
+    pipeline, deliverer, _ = _setup(database, tmp_path, url, now, waits)
+    pipeline.ingest([_mention(n, f"my router number {n} is broken again") for n in range(8)])
+    pipeline.process_pending()
+    assert deliverer.deliver_due().delivered == 8
+    (post,) = state.posts()
+    blocks = post.body["blocks"]
+    assert len(_card_ids(blocks)) == 8
+    assert [b["type"] for b in blocks].count("actions") == 8
+    assert len(blocks) <= 50
+
+
+def test_a_burst_goes_out_as_rows_of_twenty_five_a_message(
+    database: Database, tmp_path: Path, slack: tuple[str, SlackState]
+) -> None:
+    """Sixty cards due at once for one channel: more than fit as full cards, so a message shows
+    25 of them as rows (two blocks each, a menu instead of buttons), one message a second; the
+    last ten fit as full cards. Each card exactly once and in order."""
     url, state = slack
     now, waits = [100.0], []
     pipeline, deliverer, clock = _setup(database, tmp_path, url, now, waits)
-    pipeline.ingest([_mention(n, f"my router number {n} is broken again") for n in range(20)])
+    pipeline.ingest([_mention(n, f"my router number {n} is broken again") for n in range(60)])
     pipeline.process_pending()
 
     first = deliverer.deliver_due()
-    assert first.delivered > 1
-    assert first.delivered + first.retried == 20
+    assert (first.delivered, first.retried) == (25, 35)
     # The rest come back a message's worth per second, not all of them every second.
-    for second in range(1, 20):
+    for second in range(1, 10):
         now[0] += 1.0
         clock.now = T0 + timedelta(seconds=second)
         with database.transaction() as session:
             due = outbox.due(session, now=clock.now)
-        assert len(due) <= first.delivered
+        assert len(due) <= 25
         if deliverer.deliver_due().failed or not due:
             break
     posts = state.posts()
-    assert all(len(p.body["blocks"]) <= 50 for p in posts)
     held = [_card_ids(p.body["blocks"]) for p in posts]
-    assert len(held) == -(-20 // first.delivered)  # as few messages as fit
-    assert [len(ids) for ids in held][0] == first.delivered
+    assert [len(ids) for ids in held] == [25, 25, 10]
+    assert [len(p.body["blocks"]) for p in posts[:2]] == [50, 50]
+    assert [b["type"] for b in posts[2].body["blocks"]].count("actions") == 10
+    assert len(posts[2].body["blocks"]) <= 50
     flat = [card for ids in held for card in ids]
     assert flat == sorted(flat, key=int)
-    assert len(set(flat)) == 20
+    assert len(set(flat)) == 60
     assert waits == []
+    row, labels = posts[0].body["blocks"][:2]
+    assert "customer0" in row["text"]["text"]
+    assert labels["block_id"] == f"earful.card.{flat[0]}.labels"
+    # Valid Block Kit by slack_sdk's own models: a section with a menu of the card's actions.
+    section = SectionBlock(**{k: v for k, v in row.items() if k != "type"})
+    section.validate_json()
+    options = [o["value"] for o in row["accessory"]["options"]]
+    assert options[:2] == [f"claim:{flat[0]}", f"reply:{flat[0]}"]
+    assert f"resolve:{flat[0]}" in options
