@@ -14,8 +14,9 @@ report in an incident's thread).
 
     python benchmarks/latency.py [--rate 50] [--seconds 60] [--drain 120] [--database URL]
 
-At the end it prints what was offered, accepted, carded, joined to an incident and routed to
-watch or dismiss; p50/p95/p99 and the maximum latency of the mentions with their own card;
+While the mentions are offered it prints the CPU time `earful run` used (from /proc, on
+Linux). At the end it prints what was offered, accepted, carded, joined to an incident and
+routed to watch or dismiss; p50/p95/p99 and the maximum latency of the mentions with their own card;
 what was still undelivered; the split of the latency into its stages (read from the database)
 and the post rate per Slack channel.
 """
@@ -68,6 +69,15 @@ class Offer:
     sent: float = 0.0  # monotonic, just before the POST
     answered: float = 0.0
     status: int = 0
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User and system CPU time of a process so far, from /proc (None where there is none)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _free_port() -> int:
@@ -275,8 +285,19 @@ def main() -> None:
                 f"offering {args.rate:g} mentions/s for {args.seconds:g} s",
                 flush=True,
             )
+            cpu_before = _cpu_seconds(process.pid)
+            began_sending = time.monotonic()
             offers = _send_all(sender, samples, run, args.rate, args.seconds)
             sending_done = time.monotonic()
+            cpu_after = _cpu_seconds(process.pid)
+            if cpu_before is not None and cpu_after is not None:
+                used = cpu_after - cpu_before
+                print(
+                    f"earful run used {used:.1f} s of CPU while mentions were offered "
+                    f"({100 * used / (sending_done - began_sending):.0f} % of one core; "
+                    f"{1000 * used / max(1, len(offers)):.1f} ms a mention)",
+                    flush=True,
+                )
 
             def settled() -> bool:
                 health = _healthz(port) or {}
@@ -379,15 +400,15 @@ def _report(
     for stage, values in stages.items():
         print(f"  stage {stage}: {_quantiles(values)}")
     print("per channel (stub): posts received, their rate, and the latency of its cards")
-    for channel in state.summary():
-        rate = channel.posts_per_second
+    for summary in state.summary():
+        rate = summary.posts_per_second
         print(
-            f"  {channel.name:<18} messages {channel.messages:>4} holding {channel.cards:>5} cards"
-            f" · thread replies {channel.replies:>4} "
-            f"· updates {channel.updates:>4} · {f'{rate:.2f} posts/s' if rate else '-'}"
+            f"  {summary.name:<18} messages {summary.messages:>4} holding {summary.cards:>5} cards"
+            f" · thread replies {summary.replies:>4} "
+            f"· updates {summary.updates:>4} · {f'{rate:.2f} posts/s' if rate else '-'}"
         )
-        if channel.name in per_channel:
-            print(f"  {'':<18} {_quantiles(per_channel[channel.name])}")
+        if summary.name in per_channel:
+            print(f"  {'':<18} {_quantiles(per_channel[summary.name])}")
 
 
 if __name__ == "__main__":

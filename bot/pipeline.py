@@ -44,7 +44,6 @@ from playbooks.suggest import PastReply, Suggester
 from storage import contacts, conversations, incidents, ingest, outbox, recent, replies, sla
 from storage.codec import (
     author_from_json,
-    classification_from_json,
     classification_to_json,
     decision_to_json,
 )
@@ -321,10 +320,7 @@ class Pipeline:
         if window is None or not items:
             return None
         times = [item.mention.created_at for item in items]
-        earlier = recent.judged_between(session, min(times) - window, max(times))
-        return RecentTraffic(
-            (at, similarity_key(classification_from_json(data))) for at, data in earlier
-        )
+        return RecentTraffic(recent.similar_between(session, min(times) - window, max(times)))
 
     def _judge(self, loaded: _Loaded) -> tuple[list[_Judged], list[tuple[PendingJob, str]]]:
         """Classify, decide and suggest, with no transaction open; one error boundary each."""
@@ -426,6 +422,7 @@ class Pipeline:
                         {
                             "id": j.item.job.interaction_id,
                             "classification": classification_to_json(j.classification),
+                            "similarity_key": similarity_key(j.classification),
                             "decision": decision_to_json(j.decision),
                         }
                         | (

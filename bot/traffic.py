@@ -29,7 +29,10 @@ class RecentTraffic:
     def __init__(self, earlier: Iterable[tuple[datetime, str | None]] = ()) -> None:
         self._times: defaultdict[str, list[datetime]] = defaultdict(list)
         for at, key in earlier:
-            self.add(at, key)
+            if key is not None:
+                self._times[key].append(at)
+        for times in self._times.values():
+            times.sort()
 
     def add(self, at: datetime, key: str | None) -> None:
         """Count one more mention at ``at``."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -11,16 +10,15 @@ from sqlalchemy.orm import Session
 from storage.schema import InteractionRow
 
 
-def judged_between(
-    session: Session, start: datetime, end: datetime
-) -> list[tuple[datetime, dict[str, Any]]]:
-    """(created_at, classification) of inbound judged mentions created in [start, end]."""
+def similar_between(session: Session, start: datetime, end: datetime) -> list[tuple[datetime, str]]:
+    """(created_at, similarity key) of inbound judged mentions created in [start, end]; those
+    without a key (unclassified) are left out."""
     rows = session.execute(
-        select(InteractionRow.created_at, InteractionRow.classification).where(
+        select(InteractionRow.created_at, InteractionRow.similarity_key).where(
             InteractionRow.direction == "inbound",
-            InteractionRow.classification.is_not(None),
+            InteractionRow.similarity_key.is_not(None),
             InteractionRow.created_at >= start,
             InteractionRow.created_at <= end,
         )
     )
-    return [(row.created_at, row.classification) for row in rows]
+    return [(row.created_at, str(row.similarity_key)) for row in rows]

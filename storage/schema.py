@@ -155,6 +155,8 @@ class InteractionRow(Base):
     raw: Mapped[dict[str, Any]]
     classification: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     decision: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # What makes a judged mention alike for spike counts (`bot.traffic.similarity_key`).
+    similarity_key: Mapped[str | None] = mapped_column(String(200))
     agent: Mapped[str | None] = mapped_column(String(120))
     # Set when the mention joined an incident instead of getting a card of its own.
     incident_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id"), index=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -73,3 +74,53 @@ def test_downgrade_to_empty(database: Database) -> None:
         config.attributes["connection"] = conn
         command.downgrade(config, "base")
     assert database.current_revision() is None
+
+
+def test_upgrade_to_0009_keys_mentions_judged_before_it(database_url: str) -> None:
+    """Mentions judged before the similarity key had a column get theirs from their stored
+    classification, so a spike that began before the upgrade is still counted after it."""
+    db = Database(url=database_url)
+    db.upgrade("0008")
+    at = datetime(2026, 11, 1, tzinfo=UTC)
+    interactions = sa.table(
+        "interactions",
+        *(sa.column(name) for name in ("platform", "external_id", "direction", "text")),
+        sa.column("author", sa.JSON),
+        sa.column("raw", sa.JSON),
+        sa.column("classification", sa.JSON),
+        sa.column("created_at", sa.DateTime(timezone=True)),
+        sa.column("received_at", sa.DateTime(timezone=True)),
+    )
+    labels = {
+        "1": {"classified": True, "intent": {"label": "complaint", "score": 0.9}, "flags": []},
+        "2": {"classified": True, "intent": None, "flags": ["security", "outage"]},
+        "3": {"classified": False, "intent": None, "flags": []},
+        "4": None,
+    }
+    with db.engine.begin() as conn:
+        conn.execute(
+            interactions.insert(),
+            [
+                {
+                    "platform": "x",
+                    "external_id": external_id,
+                    "direction": "inbound",
+                    "text": "the app is down",
+                    "author": {"handle": "dana"},
+                    "raw": {},
+                    "classification": classification,
+                    "created_at": at,
+                    "received_at": at,
+                }
+                for external_id, classification in labels.items()
+            ],
+        )
+    db.upgrade("0009")
+    with db.transaction() as session:
+        keys = dict(
+            session.execute(select(InteractionRow.external_id, InteractionRow.similarity_key))
+            .tuples()
+            .all()
+        )
+    assert keys == {"1": "intent:complaint", "2": "flags:outage,security", "3": None, "4": None}
+    db.dispose()
