@@ -29,7 +29,14 @@ class Sink(Protocol):
 @runtime_checkable
 class GroupingSink(Sink, Protocol):
     """A sink that can deliver several effects as one (Slack: cards for one channel in one
-    message, when they come faster than the channel's one post per second)."""
+    message, when they come faster than the channel's one post per second; successive updates
+    of one incident in one update).
+
+    ``runs``: the kinds whose successive due effects of one ordering key are offered together
+    (after the first, they are delivered only in a group with it, so their order holds).
+    """
+
+    runs: frozenset[str]
 
     def group_keys(self, effects: Sequence[outbox.Effect]) -> list[str | None]:
         """Per effect, a key: effects due together with the same key may go out as one; None:
@@ -79,8 +86,11 @@ class Deliverer:
     def deliver_due(self, stats: DeliveryStats | None = None) -> DeliveryStats:
         """One pass over the effects due now; each outcome is committed as it happens."""
         stats = stats or DeliveryStats()
+        runs = frozenset().union(
+            *(s.runs for s in self.sinks.values() if isinstance(s, GroupingSink))
+        )
         with self.database.transaction() as session:
-            due = outbox.due(session, now=self.clock())
+            due = outbox.due(session, now=self.clock(), runs=runs)
         for sink, batch in self._batches(due):
             if sink is None:
                 self._fail(batch[0], f"no sink for effect kind {batch[0].kind!r}", stats)
@@ -94,7 +104,8 @@ class Deliverer:
         self, due: Sequence[outbox.Effect]
     ) -> list[tuple[Sink | None, list[outbox.Effect]]]:
         """The due effects in order, those a grouping sink puts in one group side by side (at
-        the place of the group's first)."""
+        the place of the group's first). An effect that follows the head of its ordering key
+        (see `outbox.due`) goes only in its head's group, else it waits for its turn."""
         keys: dict[int, str | None] = {}
         for grouping in {id(s): s for s in self.sinks.values()}.values():
             if isinstance(grouping, GroupingSink):
@@ -102,9 +113,15 @@ class Deliverer:
                 keys.update(zip((e.id for e in mine), grouping.group_keys(mine), strict=True))
         batches: list[tuple[Sink | None, list[outbox.Effect]]] = []
         groups: dict[tuple[int, str], list[outbox.Effect]] = {}
+        head_of: dict[str, tuple[int, str | None]] = {}  # ordering key → its head's group
         for effect in due:
             sink = self.sinks.get(effect.kind)
             key = keys.get(effect.id)
+            if effect.ordering_key in head_of:
+                if key is not None and head_of[effect.ordering_key] == (id(sink), key):
+                    groups[id(sink), key].append(effect)
+                continue
+            head_of[effect.ordering_key] = (id(sink), key)
             if key is None:
                 batches.append((sink, [effect]))
             elif (id(sink), key) in groups:
@@ -136,22 +153,30 @@ class Deliverer:
                     self._retry(group[start : start + per_go], later, stats)
                 return
             except DeliveryRejected:
+                # One at a time; an effect waiting to be retried holds back the rest of its key.
+                held_back: set[str] = set()
                 for effect in group:
-                    self._deliver_one(sink, effect, stats)
+                    if effect.ordering_key not in held_back and not self._deliver_one(
+                        sink, effect, stats
+                    ):
+                        held_back.add(effect.ordering_key)
                 return
             self._delivered(group[:held], stats)
             per_go = held
             group = group[held:]
 
-    def _deliver_one(self, sink: Sink, effect: outbox.Effect, stats: DeliveryStats) -> None:
+    def _deliver_one(self, sink: Sink, effect: outbox.Effect, stats: DeliveryStats) -> bool:
+        """Deliver one effect; False when it waits to be retried."""
         try:
             sink.deliver(effect)
         except RetryLater as exc:
             self._retry([effect], exc, stats)
+            return False
         except DeliveryRejected as exc:
             self._fail(effect, str(exc), stats)
         else:
             self._delivered([effect], stats)
+        return True
 
     def _delivered(self, done: Sequence[outbox.Effect], stats: DeliveryStats) -> None:
         with self.database.transaction() as session:

@@ -364,14 +364,20 @@ def incident_blocks(incident: Incident, first: Interaction) -> tuple[str, list[B
     ]
 
 
-def report_blocks(card: Interaction) -> tuple[str, list[Block]]:
-    """A later message of a conversation (or report of an incident), posted in the thread."""
-    mention = card.mention
-    link = f" <{mention.url}|source>" if mention.url else ""
-    text = f"{_who(card)}\n{escape(mention.text[:2500])}{link}\n{_labels(card)}"
-    return f"{mention.author.label}: {mention.text[:150]}", [
-        {"type": "section", "text": _mrkdwn(text)}
-    ]
+def report_blocks(cards: Sequence[Interaction]) -> tuple[str, list[Block]]:
+    """Later messages of a conversation, or reports of an incident, posted in the thread: one
+    block each (cut shorter when there are several)."""
+    limit = 2500 if len(cards) == 1 else 500
+    blocks: list[Block] = []
+    for card in cards:
+        mention = card.mention
+        link = f" <{mention.url}|source>" if mention.url else ""
+        text = f"{_who(card)}\n{escape(mention.text[:limit])}{link}\n{_labels(card)}"
+        blocks.append({"type": "section", "text": _mrkdwn(text)})
+    texts = [f"{card.mention.author.label}: {card.mention.text[:150]}" for card in cards]
+    if len(texts) == 1:
+        return texts[0], blocks
+    return f"{len(texts)} more reports: " + " | ".join(texts)[:2900], blocks
 
 
 def escalation_text(payload: dict[str, Any]) -> str:

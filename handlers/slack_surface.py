@@ -2,15 +2,16 @@
 
 A conversation's first card is posted to its playbook's channel; every later card of the
 conversation goes into that card's thread. An incident has one card, updated in place as
-reports join, with each update's latest report in its thread. An escalation step is posted
+reports join, with each update's latest report in its thread; updates that are due together
+go out as one update and one post. An escalation step is posted
 in the card's thread, and a ``notify`` step also in the channel it names, with a link.
 
 Delivery runs from the outbox, which retries: a 429 becomes `RetryLater` with Slack's
 Retry-After (never slack_sdk's own sleeping retry, which would hold up every other
 conversation), 5xx and network errors are retried with backoff, and errors that retrying
 cannot fix (a channel that does not exist, a revoked token) fail the effect with the reason.
-Posts are paced to one per second per channel, Slack's documented limit. A card or incident
-card (or an incident's report) that would have to wait for its channel does not hold up
+Posts are paced to one per second per channel, Slack's documented limit. A card, an incident
+card or an incident's update that would have to wait for its channel does not hold up
 delivery: it gets the channel's next free second and comes back then as `RetryLater`, while
 cards for other channels go out; cards of one channel keep their order. (Escalations, which may
 post twice, wait in place, so that a retry never repeats their first post.)
@@ -30,6 +31,7 @@ from bot import effects
 from bot.errors import DeliveryRejected, RetryLater
 from bot.models import Interaction
 from handlers.slack_blocks import (
+    MESSAGE_BLOCKS,
     Block,
     card_blocks,
     card_group,
@@ -109,19 +111,20 @@ class SlackSurface:
 
     def deliver(self, effect: Effect) -> None:
         """Post or update in Slack; raise `RetryLater` / `DeliveryRejected` when Slack cannot."""
-        handlers: dict[str, Callable[[dict[str, Any]], None]] = {
+        handlers: dict[str, Callable[[dict[str, Any]], object]] = {
             effects.CARD: self._card,
             effects.INCIDENT: self._incident,
-            effects.INCIDENT_UPDATE: self._incident_update,
+            effects.INCIDENT_UPDATE: lambda payload: self._incident_updates([payload]),
             effects.ESCALATION: self._escalation,
             effects.CARD_STATUS: self._card_status,
         }
         handler = handlers.get(effect.kind)
         if handler is None:
             raise DeliveryRejected(f"Slack cannot show {effect.kind!r} effects")
-        # A thread card, an incident card or report posts once: it may wait for a second of its
-        # own. (A card opening a conversation waits with its group, see `_open`.)
-        single = (effects.CARD, effects.INCIDENT, effects.INCIDENT_UPDATE)
+        # A thread card or an incident card posts once: it may wait for a second of its own. (A
+        # card opening a conversation waits with its group, see `_open`, and incident updates
+        # with theirs, see `_incident_updates`.)
+        single = (effects.CARD, effects.INCIDENT)
         self._deferrable = effect.id if effect.kind in single else None
         with _slack_errors():
             handler(effect.payload)
@@ -174,25 +177,35 @@ class SlackSurface:
         )
         return Posted(str(response["channel"]), str(response["ts"]))
 
+    # Successive updates of one incident go out as one update and one report post.
+    runs = frozenset({effects.INCIDENT_UPDATE})
+
     def group_keys(self, due: Sequence[Effect]) -> list[str | None]:
         """Cards that open a conversation in the same channel may share one message (a later
-        card goes into its conversation's thread, on its own)."""
+        card goes into its conversation's thread, on its own); successive updates of one
+        incident go out as one."""
         # The payload's fields as stored (`interaction_to_json`): no parsing of whole cards.
         cards = {e.id: e.payload for e in due if e.kind == effects.CARD and e.payload["decision"]}
         subjects = {i: f"conversation:{card['conversation_id']}" for i, card in cards.items()}
         placed = self.places.placed(list(subjects.values()))
-        return [
-            self._card_channel(cards[e.id])
-            if e.id in cards and subjects[e.id] not in placed
-            else None
-            for e in due
-        ]
+        keys: list[str | None] = []
+        for effect in due:
+            if effect.kind == effects.INCIDENT_UPDATE:
+                keys.append(f"incident:{effect.payload['incident']['id']}")
+            elif effect.id in cards and subjects[effect.id] not in placed:
+                keys.append(self._card_channel(cards[effect.id]))
+            else:
+                keys.append(None)
+        return keys
 
     def deliver_group(self, group: Sequence[Effect]) -> int:
-        """Post the leading cards of ``group`` (one channel's, see `group_of`) that fit in one
-        message as that message; return how many it holds."""
-        channel = self._card_channel(group[0].payload)
+        """Deliver the leading effects of ``group`` (see `group_keys`) as one: the cards that
+        fit in one message as that message, or an incident's updates as one; return how many."""
+        self._deferrable = None
         with _slack_errors():
+            if group[0].kind == effects.INCIDENT_UPDATE:
+                return self._incident_updates([effect.payload for effect in group])
+            channel = self._card_channel(group[0].payload)
             # Parsed as they fit in the message, not a whole backlog's worth each second.
             return self._open(channel, (interaction_from_json(effect.payload) for effect in group))
 
@@ -232,21 +245,26 @@ class SlackSurface:
         posted = self._post(self._channel(incident.channel), text, blocks)
         self.places.remember([subject], posted, text, blocks)
 
-    def _incident_update(self, payload: dict[str, Any]) -> None:
-        incident = incident_from_json(payload["incident"])
+    def _incident_updates(self, payloads: Sequence[dict[str, Any]]) -> int:
+        """Bring an incident's card up to its latest update and post the reports since in its
+        thread, one post for them all (up to 50); return how many updates that was. Waits for
+        the channel's second before either (`RetryLater` until then), so that waiting never
+        repeats the card update."""
+        held = payloads[:MESSAGE_BLOCKS]
+        incident = incident_from_json(held[-1]["incident"])
         place = self.places.find(f"incident:{incident.id}")
         if place is None:
             raise RetryLater(f"incident {incident.id} has no card yet")
-        latest = interaction_from_json(payload["interaction"])
-        if self._deferrable is not None and self.min_interval > 0:
-            # The report's slot before the update, so that waiting never repeats the update.
-            self._take_slot(place.channel, self._deferrable)
-            self._deferrable = None
-        text, blocks = incident_blocks(incident, latest)
+        wait = self._wait(place.channel)
+        if wait > _EARLY:
+            raise RetryLater(f"channel {place.channel} paced", wait)
+        reports = [interaction_from_json(payload["interaction"]) for payload in held]
+        text, blocks = incident_blocks(incident, reports[-1])
         self.client.chat_update(channel=place.channel, ts=place.ts, text=text, blocks=blocks)
         self.places.show(place, text, blocks)
-        report_text, report = report_blocks(latest)
+        report_text, report = report_blocks(reports)
         self._post(place.channel, report_text, report, thread=place.ts)
+        return len(held)
 
     def _card_status(self, payload: dict[str, Any]) -> None:
         """Show the status on the card (a full card or a row), and only on it when its message

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -51,27 +51,68 @@ def _heads() -> Any:
     return select(OutboxRow).where(OutboxRow.id.in_(first_ids))
 
 
-def due(session: Session, *, now: datetime, limit: int = 1000) -> list[Effect]:
+def due(
+    session: Session, *, now: datetime, limit: int = 1000, runs: Collection[str] = ()
+) -> list[Effect]:
     """The effects to deliver now: the oldest pending effect of each ordering key, if it is due.
 
     A later effect of a conversation waits for the earlier one, even when the earlier one is
-    backing off, so messages of one conversation keep their order.
+    backing off, so messages of one conversation keep their order. A head whose kind is in
+    ``runs`` comes with the due effects of its ordering key that directly follow it and are of
+    its kind (at most `RUN_LIMIT` in all), right after it: a sink may deliver them as one.
     """
-    ready = session.scalars(
-        _heads().where(OutboxRow.next_attempt_at <= now).order_by(OutboxRow.id).limit(limit)
-    )
-    return [
-        Effect(
-            id=row.id,
-            idempotency_key=row.idempotency_key,
-            kind=row.kind,
-            ordering_key=row.ordering_key,
-            payload=row.payload,
-            attempts=row.attempts,
-            created_at=row.created_at,
+    ready = list(
+        session.scalars(
+            _heads().where(OutboxRow.next_attempt_at <= now).order_by(OutboxRow.id).limit(limit)
         )
-        for row in ready
-    ]
+    )
+    followers = _followers(session, [row for row in ready if row.kind in runs], now=now)
+    return [_effect(row) for head in ready for row in (head, *followers.get(head.ordering_key, ()))]
+
+
+# The most effects of one ordering key `due` hands out at once (the head included).
+RUN_LIMIT = 50
+
+
+def _followers(
+    session: Session, heads: Sequence[OutboxRow], *, now: datetime
+) -> dict[str, list[OutboxRow]]:
+    """Per head, the due pending effects of its kind that directly follow it in its key."""
+    if not heads:
+        return {}
+    rows = session.scalars(
+        select(OutboxRow)
+        .where(
+            OutboxRow.state == "pending",
+            OutboxRow.ordering_key.in_([head.ordering_key for head in heads]),
+            OutboxRow.id.not_in([head.id for head in heads]),
+        )
+        .order_by(OutboxRow.id)
+    )
+    kind_of = {head.ordering_key: head.kind for head in heads}
+    runs: dict[str, list[OutboxRow]] = {key: [] for key in kind_of}
+    ended: set[str] = set()
+    for row in rows:
+        key = row.ordering_key
+        if key in ended:
+            continue
+        if row.kind != kind_of[key] or row.next_attempt_at > now or len(runs[key]) + 1 >= RUN_LIMIT:
+            ended.add(key)
+            continue
+        runs[key].append(row)
+    return runs
+
+
+def _effect(row: OutboxRow) -> Effect:
+    return Effect(
+        id=row.id,
+        idempotency_key=row.idempotency_key,
+        kind=row.kind,
+        ordering_key=row.ordering_key,
+        payload=row.payload,
+        attempts=row.attempts,
+        created_at=row.created_at,
+    )
 
 
 def next_due_at(session: Session) -> datetime | None:

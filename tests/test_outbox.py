@@ -98,18 +98,29 @@ class Grouping:
     """A sink that sends up to ``per_go`` effects of one group at a time and refuses any group
     holding a ``bad`` effect, as Slack refuses a message with one invalid card."""
 
-    def __init__(self, *, per_go: int, bad: set[str]) -> None:
+    def __init__(
+        self,
+        *,
+        per_go: int,
+        bad: set[str],
+        runs: frozenset[str] = frozenset(),
+        later: set[str] | None = None,
+    ) -> None:
         self.per_go = per_go
         self.bad = bad
+        self.runs = runs  # kinds whose successive effects of one key it takes as one
+        self.later = later or set()  # effects it asks to retry when sent on their own
         self.goes: list[list[str]] = []
 
     def group_keys(self, effects: Sequence[Effect]) -> list[str | None]:
-        return ["channel" for _ in effects]
+        return ["channel" if e.kind == "card" else e.ordering_key for e in effects]
 
     def deliver_group(self, group: Sequence[Effect]) -> int:
         keys = [e.idempotency_key for e in group[: self.per_go]]
         if self.bad & set(keys):
             raise DeliveryRejected("invalid_blocks")
+        if len(keys) == 1 and keys[0] in self.later:
+            raise RetryLater("Slack answered 503")
         self.goes.append(keys)
         return len(keys)
 
@@ -138,3 +149,78 @@ def test_a_refused_group_is_tried_one_by_one_so_only_the_bad_effect_fails(
     assert sink.goes == [["card:0"], ["card:1"], ["card:3"]]
     with database.transaction() as session:
         assert outbox.failed(session) == [(3, "card", "conversation:2", "invalid_blocks")]
+
+
+def _updates(database: Database, count: int, *, then_a_card: bool = False) -> None:
+    """``count`` updates of incident 1, in one ordering key, and maybe a card of the same key
+    after them."""
+    rows = [
+        {
+            "idempotency_key": f"update:{n}",
+            "kind": "incident_update",
+            "ordering_key": "incident:1",
+            "payload": {"n": n},
+        }
+        for n in range(count)
+    ]
+    if then_a_card:
+        rows.append(
+            {
+                "idempotency_key": "card:x",
+                "kind": "card",
+                "ordering_key": "incident:1",
+                "payload": {},
+            }
+        )
+    with database.transaction() as session:
+        outbox.enqueue_all(session, rows, at=START)
+
+
+def test_successive_effects_of_one_key_go_out_as_one_when_the_sink_takes_their_kind(
+    database: Database,
+) -> None:
+    """Three due updates of one incident go out in one go; the card after them in the same
+    ordering key waits for the next pass, and a sink that takes no runs gets one at a time."""
+    _updates(database, 3, then_a_card=True)
+    sink = Grouping(per_go=10, bad=set(), runs=frozenset({"incident_update"}))
+    deliverer = Deliverer(
+        database=database, sinks={"incident_update": sink, "card": sink}, clock=Clock(START)
+    )
+    assert deliverer.deliver_due().delivered == 3
+    assert sink.goes == [["update:0", "update:1", "update:2"]]
+    assert deliverer.deliver_due().delivered == 1
+    assert sink.goes[-1] == ["card:x"]
+
+
+def test_a_sink_that_takes_no_runs_gets_one_effect_of_a_key_per_pass(
+    database: Database,
+) -> None:
+    _updates(database, 3)
+    sink = Grouping(per_go=10, bad=set())
+    deliverer = Deliverer(database=database, sinks={"incident_update": sink}, clock=Clock(START))
+    assert [deliverer.deliver_due().delivered for _ in range(4)] == [1, 1, 1, 0]
+    assert sink.goes == [["update:0"], ["update:1"], ["update:2"]]
+
+
+def test_a_refused_run_is_tried_one_by_one_and_a_retry_holds_back_the_rest(
+    database: Database,
+) -> None:
+    """The sink refuses the run (update:2 is bad) and then asks to retry update:1 on its own:
+    update:0 goes, update:1 waits, and update:2 is not even tried before it."""
+    _updates(database, 3)
+    sink = Grouping(
+        per_go=10,
+        bad={"update:2"},
+        runs=frozenset({"incident_update"}),
+        later={"update:1"},
+    )
+    clock = Clock(START)
+    deliverer = Deliverer(database=database, sinks={"incident_update": sink}, clock=clock)
+    stats = deliverer.deliver_due()
+    assert (stats.delivered, stats.retried, stats.failed) == (1, 1, 0)
+    assert sink.goes == [["update:0"]]
+    sink.later.clear()
+    sink.bad.clear()
+    clock.now += timedelta(minutes=10)
+    assert deliverer.deliver_due().delivered == 2
+    assert sink.goes == [["update:0"], ["update:1", "update:2"]]

@@ -159,7 +159,8 @@ def test_card_goes_to_its_channel_and_later_messages_to_its_thread(
 def test_incident_has_one_card_updated_in_place(
     database: Database, playbooks: Path, slack: tuple[str, SlackState]
 ) -> None:
-    """Outage reports after the spike update one incident card and add to its thread."""
+    """Outage reports after the spike update one incident card and add to its thread; updates
+    due together go out as one update and one thread post holding their reports."""
     url, state = slack
     clock = Clock(T0)
     pipeline = _pipeline(database, playbooks, clock)
@@ -169,9 +170,11 @@ def test_incident_has_one_card_updated_in_place(
         *(_mention(n, f"network outage in Leeds #{n}", T0 + n * minute) for n in (1, 2, 3)),
     )
     _run(pipeline, _mention(4, "outage here too #4", T0 + 4 * minute))
+    assert _deliverer(database, url).drain(max_wait=0).failed == 0
     _run(pipeline, _mention(5, "outage here too #5", T0 + 5 * minute))
+    _run(pipeline, _mention(6, "outage here too #6", T0 + 6 * minute))
     stats = _deliverer(database, url).drain(max_wait=0)
-    assert stats.failed == 0
+    assert (stats.delivered, stats.failed) == (2, 0)  # two updates, delivered as one
 
     incident_posts = [p for p in state.posts() if p.body["channel"] == "#incidents"]
     assert len(incident_posts) == 1  # one incident card, not one per report
@@ -184,11 +187,17 @@ def test_incident_has_one_card_updated_in_place(
     assert "*1* report since" in _texts(incident_posts[0].body["blocks"])
     updates = [c for c in state.calls if c.method == "chat.update"]
     assert [u.body["ts"] for u in updates] == [card_ts, card_ts]
-    assert ["*2* reports" in _texts(u.body["blocks"]) for u in updates] == [True, False]
+    assert "*2* reports" in _texts(updates[0].body["blocks"])
+    assert "*4* reports" in _texts(updates[1].body["blocks"])
     card = state.messages[("C0INCIDENTS", card_ts)]
-    assert "*3* reports" in _texts(card["blocks"])  # as it stands after the last update
+    assert "*4* reports" in _texts(card["blocks"])  # as it stands after the last update
     thread = [p for p in state.posts() if p.body.get("thread_ts") == card_ts]
-    assert ["#4" in p.body["text"] for p in thread] == [True, False]
+    assert len(thread) == 2
+    assert "#4" in thread[0].body["text"]
+    assert thread[1].body["text"].startswith("2 more reports: ")
+    together = [_texts([block]) for block in thread[1].body["blocks"]]
+    assert ["#5" in text for text in together] == [True, False]
+    assert ["#6" in text for text in together] == [False, True]
 
 
 def test_escalation_is_posted_in_the_thread_and_to_the_notified_channel(
