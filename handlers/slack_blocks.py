@@ -79,14 +79,16 @@ def _who(card: Interaction) -> str:
     return " · ".join(parts)
 
 
-def _labels(card: Interaction) -> str:
-    """The card's number (for `/earful assign`) and its labels."""
+def _labels(card: Interaction, follows: int | None = None) -> str:
+    """The card's number (for `/earful assign`), the card it follows in a thread, and its
+    labels."""
+    number = f"#{card.id}" + (f" (follows #{follows})" if follows is not None else "")
     if card.classification is None:
-        return f"#{card.id} · unclassified"
+        return f"{number} · unclassified"
     parts = label_parts(
         card.classification, flag=":warning:", warn=":chart_with_downwards_trend:", people=False
     )
-    return escape(" · ".join([f"#{card.id}", *parts]))
+    return escape(" · ".join([number, *parts]))
 
 
 def _decision(card: Interaction) -> str:
@@ -106,11 +108,15 @@ def _card_id(card_id: int, part: str | None = None) -> str:
     return f"earful.card.{card_id}" + (f".{part}" if part else "")
 
 
-def card_blocks(card: Interaction, *, status: str | None = None) -> tuple[str, list[Block]]:
+def card_blocks(
+    card: Interaction, *, status: str | None = None, follows: int | None = None
+) -> tuple[str, list[Block]]:
     """The fallback text and the blocks of a mention's card (at most 6 blocks).
 
     ``status`` is Earful's own mrkdwn (e.g. ``Claimed by <@U123>``), shown as it is. Every block
     id starts with the card's, so one card of a message holding several can be replaced.
+    ``follows``: for a card in a thread, the card that opened its conversation there (a
+    message may hold several conversations' cards, sharing one thread).
     """
     mention = card.mention
     text = escape(mention.text if len(mention.text) <= 2200 else mention.text[:2200] + "…")
@@ -124,7 +130,7 @@ def card_blocks(card: Interaction, *, status: str | None = None) -> tuple[str, l
         {
             "type": "context",
             "block_id": _card_id(card.id, "labels"),
-            "elements": [_mrkdwn(_labels(card))],
+            "elements": [_mrkdwn(_labels(card, follows))],
         },
     ]
     decision = card.decision
@@ -302,13 +308,20 @@ def is_row(blocks: Sequence[Block], card_id: int) -> bool:
 
 
 def card_update(
-    shown: tuple[str, Sequence[Block]] | None, card: Interaction, status: str
+    shown: tuple[str, Sequence[Block]] | None,
+    card: Interaction,
+    status: str,
+    *,
+    follows: int | None = None,
 ) -> tuple[str, list[Block]]:
     """The text and blocks of a message after ``card`` takes ``status``: in the form it is
     shown in (a full card, or a row), and only that card changed when the message holds
-    others. ``shown`` is what the message shows now (None when unknown: the card alone)."""
+    others. ``shown`` is what the message shows now (None when unknown: the card alone);
+    ``follows`` as for `card_blocks`."""
     row = shown is not None and is_row(shown[1], card.id)
-    text, own = card_row(card, status=status) if row else card_blocks(card, status=status)
+    text, own = (
+        card_row(card, status=status) if row else card_blocks(card, status=status, follows=follows)
+    )
     if shown is None or only_card(shown[1], card.id):
         return text, own
     return shown[0], replace_card(shown[1], card.id, own)

@@ -218,7 +218,7 @@ class SlackSurface:
         text, blocks, held = card_group(cards)
         self._deferrable = None  # no second of its own: it waited above
         posted = self._post(channel, text, blocks)
-        self.places.remember([_subject(card) for card in held], posted, text, blocks)
+        self.places.remember({_subject(card): card.id for card in held}, posted, text, blocks)
         return len(held)
 
     def _wait(self, channel: str) -> float:
@@ -232,18 +232,19 @@ class SlackSurface:
             assert card.decision is not None  # noqa: S101 - cards are made for judged mentions
             self._open(self._channel(card.decision.channel), [card])
             return
-        text, blocks = card_blocks(card)
+        text, blocks = card_blocks(card, follows=self.places.opening_card(_subject(card)))
         posted = self._post(place.channel, text, blocks, thread=place.ts)
-        self.places.remember([], posted, text, blocks)
+        self.places.remember({}, posted, text, blocks)
 
     def _incident(self, payload: dict[str, Any]) -> None:
         incident = incident_from_json(payload["incident"])
         subject = f"incident:{incident.id}"
         if self.places.find(subject) is not None:
             return  # posted before a crash kept the outbox from hearing it
-        text, blocks = incident_blocks(incident, interaction_from_json(payload["interaction"]))
+        first = interaction_from_json(payload["interaction"])
+        text, blocks = incident_blocks(incident, first)
         posted = self._post(self._channel(incident.channel), text, blocks)
-        self.places.remember([subject], posted, text, blocks)
+        self.places.remember({subject: first.id}, posted, text, blocks)
 
     def _incident_updates(self, payloads: Sequence[dict[str, Any]]) -> int:
         """Bring an incident's card up to its latest update and post the reports since in its
@@ -271,7 +272,11 @@ class SlackSurface:
         holds others."""
         card = interaction_from_json(payload["card"])
         message = Posted(str(payload["channel"]), str(payload["ts"]))
-        text, blocks = card_update(self.places.shown(message), card, str(payload["status"]))
+        opener = self.places.opening_card(_subject(card))
+        follows = opener if opener != card.id else None
+        text, blocks = card_update(
+            self.places.shown(message), card, str(payload["status"]), follows=follows
+        )
         self.client.chat_update(channel=message.channel, ts=message.ts, text=text, blocks=blocks)
         self.places.show(message, text, blocks)
 

@@ -317,6 +317,9 @@ class SlackMessage(Base):
     channel: Mapped[str] = mapped_column(String(40))
     ts: Mapped[str] = mapped_column(String(40))
     posted_at: Mapped[datetime]
+    # The interaction whose card opened the subject there (None for posts before 0010): a
+    # message may hold several cards, and a later message in its thread names its own.
+    card_id: Mapped[int | None] = mapped_column(Integer)
 
 
 class SlackPost(Base):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -32,14 +32,26 @@ def find(session: Session, subject: str) -> Posted | None:
     return Posted(row.channel, row.ts) if row is not None else None
 
 
-def remember(session: Session, subjects: Sequence[str], posted: Posted, *, at: datetime) -> None:
-    """Record where the subjects' cards went, one message (the first record of each wins)."""
+def opening_card(session: Session, subject: str) -> int | None:
+    """The interaction whose card opened the subject's thread, if Earful recorded it."""
+    return session.scalar(select(SlackMessage.card_id).where(SlackMessage.subject == subject))
+
+
+def remember(session: Session, opened: Mapping[str, int], posted: Posted, *, at: datetime) -> None:
+    """Record where the subjects' cards went, one message, with the interaction of each
+    subject's card (the first record of each subject wins)."""
     session.execute(
         insert_for(session, SlackMessage)
         .values(
             [
-                {"subject": subject, "channel": posted.channel, "ts": posted.ts, "posted_at": at}
-                for subject in subjects
+                {
+                    "subject": subject,
+                    "channel": posted.channel,
+                    "ts": posted.ts,
+                    "posted_at": at,
+                    "card_id": card_id,
+                }
+                for subject, card_id in opened.items()
             ]
         )
         .on_conflict_do_nothing(index_elements=["subject"])
@@ -76,13 +88,19 @@ class SlackPlaces:
             return find(session, subject)
 
     def remember(
-        self, subjects: Sequence[str], posted: Posted, text: str, blocks: list[Block]
+        self, opened: Mapping[str, int], posted: Posted, text: str, blocks: list[Block]
     ) -> None:
-        """Record where the subjects' cards went, and what the post shows."""
+        """Record where the subjects' cards went (subject → the interaction of its card), and
+        what the post shows."""
         with self.database.transaction() as session:
-            if subjects:
-                remember(session, subjects, posted, at=self.clock())
+            if opened:
+                remember(session, opened, posted, at=self.clock())
             show(session, posted, text, blocks, at=self.clock())
+
+    def opening_card(self, subject: str) -> int | None:
+        """The interaction whose card opened the subject's thread, if recorded."""
+        with self.database.transaction() as session:
+            return opening_card(session, subject)
 
     def placed(self, subjects: Sequence[str]) -> set[str]:
         """Those of the subjects whose card was posted."""

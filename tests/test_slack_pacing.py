@@ -20,6 +20,7 @@ from bot import effects
 from bot.delivery import Deliverer
 from bot.models import Author, Mention, Platform
 from bot.pipeline import Pipeline
+from bot.workbench import CardAction, Message, Workbench
 from handlers.slack_surface import SlackSurface
 from playbooks.engine import PlaybookDecider
 from playbooks.loader import load_playbooks
@@ -216,3 +217,54 @@ def test_a_burst_goes_out_as_rows_of_twenty_five_a_message(
     options = [o["value"] for o in row["accessory"]["options"]]
     assert options[:2] == [f"claim:{flat[0]}", f"reply:{flat[0]}"]
     assert f"resolve:{flat[0]}" in options
+
+
+def test_a_later_message_in_a_shared_thread_names_the_card_it_follows(
+    database: Database, tmp_path: Path, slack: tuple[str, SlackState]
+) -> None:
+    """Three conversations open in one message and share its thread: a later message of the
+    second is posted there naming the second card (``follows #<id>``), and keeps naming it
+    when its status changes."""
+    url, state = slack
+    now, waits = [100.0], []
+    pipeline, deliverer, clock = _setup(database, tmp_path, url, now, waits)
+    openers = [_mention(n, f"my router number {n} is broken again") for n in range(3)]
+    pipeline.ingest(openers)
+    pipeline.process_pending()
+    assert deliverer.deliver_due().delivered == 3
+    (message,) = state.posts()
+    opened = _card_ids(message.body["blocks"])
+
+    later = Mention(
+        platform=Platform.X,
+        external_id="1880000000000099999",
+        text="still broken, any news?",
+        author=Author(handle="customer1", followers=10),
+        created_at=T0 + timedelta(minutes=5),
+        in_reply_to=openers[1].external_id,
+    )
+    pipeline.ingest([later])
+    pipeline.process_pending()
+    now[0] += 1.0
+    clock.now = T0 + timedelta(seconds=1)
+    assert deliverer.deliver_due().delivered == 1
+    reply = state.posts()[-1]
+    ((_, message_ts),) = [key for key, m in state.messages.items() if "thread_ts" not in m]
+    assert reply.body["thread_ts"] == message_ts
+    labels = json.dumps(reply.body["blocks"])
+    assert f"(follows #{opened[1]})" in labels
+
+    (thread_card,) = _card_ids(reply.body["blocks"])
+    ((_, reply_ts),) = [key for key, m in state.messages.items() if "thread_ts" in m]
+    Workbench(database=database, clock=clock).act(
+        CardAction.CLAIM,
+        interaction_id=int(thread_card),
+        agent="U0AGENT",
+        message=Message("C0CARE", reply_ts),
+    )
+    now[0] += 1.0
+    assert deliverer.deliver_due().delivered == 1
+    (update,) = [c for c in state.calls if c.method == "chat.update"]
+    assert update.body["ts"] == reply_ts
+    assert "Claimed by <@U0AGENT>" in json.dumps(update.body["blocks"])
+    assert f"(follows #{opened[1]})" in json.dumps(update.body["blocks"])
