@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +26,7 @@ from handlers.reply_log import LoggedReplies
 from handlers.ticket_webhook import TicketWebhook
 from playbooks.engine import PlaybookDecider
 from playbooks.loader import load_playbooks
+from storage import replies
 from storage.database import Database
 
 if TYPE_CHECKING:
@@ -32,6 +35,8 @@ if TYPE_CHECKING:
     from classifiers.text_model import MiniLMModel
     from handlers.slack_socket import SlackSocket
     from playbooks.suggest import Suggester
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,7 +227,7 @@ def build(
         database,
         team_sink=team_sink or build_slack_surface(settings, database),
         ticket_sink=ticket_sink,
-        reply_sink=build_reply_sink(settings),
+        reply_sink=build_reply_sink(settings, database),
     )
     return Services(settings=settings, database=database, pipeline=pipeline, deliverer=deliverer)
 
@@ -261,8 +266,11 @@ def build_sources(settings: Settings, config: SourcesConfig) -> list[Source]:
     return found
 
 
-def build_reply_sink(settings: Settings) -> PlatformReplies:
-    """Replies go back to X and Telegram where their credentials are set; others are logged."""
+def build_reply_sink(settings: Settings, database: Database | None = None) -> PlatformReplies:
+    """Replies go back to X and Telegram where their credentials are set; others are logged.
+
+    With ``database``, a reply posted on X takes the post's id there (`replies.record_posted`).
+    """
     sinks: dict[str, Sink] = {}
     x_keys = (
         settings.x_consumer_key,
@@ -279,6 +287,7 @@ def build_reply_sink(settings: Settings) -> PlatformReplies:
             consumer_secret=secret,
             access_token=token,
             access_token_secret=token_secret,
+            posted=_record_posted(database) if database is not None else None,
         )
     if settings.telegram_bot_token is not None:
         from handlers.telegram_updates import TelegramReplies
@@ -288,6 +297,15 @@ def build_reply_sink(settings: Settings) -> PlatformReplies:
             api_url=settings.telegram_api_url,
         )
     return PlatformReplies(sinks=sinks, fallback=LoggedReplies())
+
+
+def _record_posted(database: Database) -> Callable[[int, str, str], None]:
+    def record(interaction_id: int, external_id: str, url: str) -> None:
+        with database.transaction() as session:
+            if not replies.record_posted(session, interaction_id, external_id, url):
+                log.info("reply %d: its post %s was stored already", interaction_id, external_id)
+
+    return record
 
 
 def _x_stream(settings: Settings, config: XConfig, intake: Intake) -> Endpoint:

@@ -36,7 +36,7 @@ from bot.models import (
 from classifiers.intent import INTENTS
 from classifiers.text_model import SENTIMENT_LABELS
 from playbooks.suggest import PLATFORM_LIMITS, fits
-from storage import audit, corrections, ingest, outbox, sla
+from storage import audit, corrections, ingest, outbox, replies, sla
 from storage.codec import interaction_from_json
 from storage.conversations import transition
 from storage.database import Database
@@ -64,8 +64,6 @@ class Message:
     channel: str
     ts: str
 
-
-REPLY_PREFIX = "earful-reply-"
 
 # Why an agent dismissed a mention: code → what the card and the audit log say.
 DISMISS_REASONS: Mapping[str, str] = MappingProxyType(
@@ -286,7 +284,7 @@ class Workbench:
                 raise InputError("reply", problem)
             outbound = Mention(
                 platform=platform,
-                external_id=f"{REPLY_PREFIX}{uuid.uuid4().hex}",
+                external_id=f"{replies.PENDING_ID}{uuid.uuid4().hex}",
                 text=text.strip(),
                 author=Author(display_name=f"slack:{agent}"),
                 created_at=now,

@@ -541,6 +541,7 @@ class XReplies:
         access_token_secret: str,
         timeout: float = TIMEOUT,
         clock: Clock = now_utc,
+        posted: Callable[[int, str, str], None] | None = None,
     ) -> None:
         self.client = _client(
             timeout,
@@ -550,6 +551,9 @@ class XReplies:
             access_token_secret=access_token_secret,
         )
         self.clock = clock
+        # Told (reply interaction id, post id, link) of each post made, so that the stored
+        # reply takes the post's id and a search that reads the post back finds it stored.
+        self.posted = posted
 
     def deliver(self, effect: Effect) -> None:
         """Post the reply under the customer's post; raise `RetryLater` / `DeliveryRejected`."""
@@ -560,7 +564,9 @@ class XReplies:
         if not isinstance(text, str) or not text or not isinstance(in_reply_to, str):
             raise DeliveryRejected("the reply has no text or no post to reply to")
         try:
-            self.client.create_tweet(text=text, in_reply_to_tweet_id=in_reply_to, user_auth=True)
+            response = self.client.create_tweet(
+                text=text, in_reply_to_tweet_id=in_reply_to, user_auth=True
+            )
         except tweepy.TooManyRequests as exc:
             now = self.clock()
             wait = (_reset(exc.response.headers, now) - now).total_seconds()
@@ -576,6 +582,15 @@ class XReplies:
             raise DeliveryRejected(f"X refused the reply: {_reason(exc)}") from None
         except requests.RequestException as exc:
             raise RetryLater(_reason(exc)) from None
+        interaction_id = payload.get("interaction_id")
+        if self.posted is None or not isinstance(interaction_id, int):
+            return
+        try:
+            post_id = str(response.json()["data"]["id"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("effect %d: X posted the reply but its answer has no post id", effect.id)
+            return
+        self.posted(interaction_id, post_id, f"https://x.com/i/web/status/{post_id}")
 
 
 def _since_too_old(exc: BaseException) -> bool:

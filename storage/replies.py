@@ -9,6 +9,9 @@ from sqlalchemy.orm import Session, aliased
 
 from storage.schema import InteractionRow
 
+# The external id of a reply Earful stored before the platform gave it one of its own.
+PENDING_ID = "earful-reply-"
+
 
 def past_replies(
     session: Session, *, ids: Sequence[int] | None = None, limit: int = 20_000
@@ -46,3 +49,25 @@ def past_replies(
         (customer, text, ((judged or {}).get("intent") or {}).get("label"))
         for customer, judged, text in rows
     ]
+
+
+def record_posted(session: Session, interaction_id: int, external_id: str, url: str | None) -> bool:
+    """Give a reply Earful posted the id and link the platform gave it, so that reading the
+    post back later (an X search finds the brand's own replies) finds it already stored.
+
+    Returns False, changing nothing, when the post was already read back and stored meanwhile,
+    or the reply is not an outbound interaction still waiting for its id.
+    """
+    row = session.get(InteractionRow, interaction_id)
+    if row is None or row.direction != "outbound" or not row.external_id.startswith(PENDING_ID):
+        return False
+    taken = session.scalar(
+        select(InteractionRow.id).where(
+            InteractionRow.platform == row.platform, InteractionRow.external_id == external_id
+        )
+    )
+    if taken is not None:
+        return False
+    row.external_id = external_id
+    row.url = url
+    return True

@@ -15,14 +15,16 @@ from support import Clock
 from x_standin import CREDENTIALS, Answer, XStandin, fixture, rate_limited, route_to, unavailable
 
 from bot import effects
+from bot.app import build_reply_sink
+from bot.config import load_settings
 from bot.delivery import Deliverer
 from bot.errors import ConfigError
 from bot.logs import QUIET_LOGGERS, configure_logging
-from bot.models import Direction, Platform, VerifiedType
+from bot.models import Author, Direction, Mention, Platform, VerifiedType
 from bot.polling import Intake, Poller
 from bot.sources import Fetched, Source, XConfig
 from handlers.x_mentions import XReplies, x_sources
-from storage import outbox
+from storage import ingest, outbox, replies
 from storage.database import Database
 from storage.schema import InteractionRow, OutboxRow, SourceReject
 
@@ -625,3 +627,65 @@ def test_a_kill_between_fetch_and_store_loses_and_repeats_nothing(
     assert intake.checkpoint("x:mentions:acme") == "1861000000000000007"
     since = [c.query["since_id"] for c in standin.calls(MENTIONS)]
     assert since == [EARLIER, EARLIER, "1861000000000000007"]
+
+
+def test_a_posted_reply_takes_its_post_id_and_is_not_stored_again_when_read_back(
+    database: Database, standin: XStandin
+) -> None:
+    """The reply an agent sent is stored before it is posted; once X has it, the stored reply
+    takes the post's id and link, so a search that finds the brand's post later skips it
+    instead of storing the reply a second time."""
+    clock = Clock(START)
+    reply = Mention(
+        platform=Platform.X,
+        external_id=f"{replies.PENDING_ID}0001",
+        text="Sorry about this, acme is on it. DM us?",
+        author=Author(display_name="slack:U0AGENT"),
+        created_at=START,
+        in_reply_to="1861000000000000003",
+        direction=Direction.OUTBOUND,
+    )
+    with database.transaction() as session:
+        (reply_id,) = ingest.ingest(session, [reply], received_at=START)
+        outbox.enqueue_all(
+            session,
+            [
+                effects.reply(
+                    interaction_id=reply_id,
+                    conversation_id=7,
+                    platform="x",
+                    in_reply_to="1861000000000000003",
+                    text=reply.text,
+                )
+            ],
+            at=START,
+        )
+    settings = load_settings(
+        environ={
+            "EARFUL_X_CONSUMER_KEY": CREDENTIALS.consumer_key,
+            "EARFUL_X_CONSUMER_SECRET": CREDENTIALS.consumer_secret,
+            "EARFUL_X_ACCESS_TOKEN": CREDENTIALS.access_token,
+            "EARFUL_X_ACCESS_TOKEN_SECRET": CREDENTIALS.access_token_secret,
+        }
+    )
+    sink: Any = build_reply_sink(settings, database).sinks["x"]
+    standin.route(sink.client.session)
+    deliverer = Deliverer(database=database, sinks={"reply": sink}, clock=clock)
+    assert deliverer.deliver_due().delivered == 1
+    (posted,) = standin.created
+    with database.transaction() as session:
+        row = session.get(InteractionRow, reply_id)
+        assert row is not None
+        assert (row.external_id, row.url) == (
+            posted["id"],
+            f"https://x.com/i/web/status/{posted['id']}",
+        )
+
+    (search,) = _sources(standin, XConfig(account="acme", searches=("acme is on it",)))[1:]
+    _poller(database, search, clock).poll()
+    with database.transaction() as session:
+        stored = session.scalars(
+            select(InteractionRow.external_id).where(InteractionRow.direction == "outbound")
+        ).all()
+    assert stored == [posted["id"]]
+    assert [c.query["query"] for c in standin.calls(SEARCH)] == ["acme is on it"]

@@ -530,14 +530,31 @@ class XStandin:
             self._next_id += 1
             tweet_id = str(self._next_id)
         reply = body.get("reply", {}) if isinstance(body, dict) else {}
+        replied_to = reply.get("in_reply_to_tweet_id")
         tweet = {
             "id": tweet_id,
             "edit_history_tweet_ids": [tweet_id],
             "text": text,
             "author_id": poster["id"],
-            "in_reply_to_tweet_id": reply.get("in_reply_to_tweet_id"),
+            "in_reply_to_tweet_id": replied_to,
         }
         self.created.append(tweet)
+        # As X holds it from now on: searches and timelines find it.
+        parent = self.tweets.get(str(replied_to), {})
+        self.tweets[tweet_id] = {
+            "id": tweet_id,
+            "edit_history_tweet_ids": [tweet_id],
+            "text": text,
+            "author_id": poster["id"],
+            "created_at": "2026-11-22T09:30:00.000Z",
+            "conversation_id": parent.get("conversation_id", tweet_id),
+            "lang": "en",
+            **(
+                {"referenced_tweets": [{"type": "replied_to", "id": replied_to}]}
+                if replied_to
+                else {}
+            ),
+        }
         return 201, {"data": {"id": tweet_id, "text": text, "edit_history_tweet_ids": [tweet_id]}}
 
 
