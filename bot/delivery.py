@@ -77,6 +77,10 @@ class Deliverer:
     ) -> None:
         self.database = database
         self.sinks = dict(sinks)
+        # The kinds whose successive effects of one ordering key a grouping sink takes as one.
+        self._runs: frozenset[str] = frozenset().union(
+            *(sink.runs for sink in self.sinks.values() if isinstance(sink, GroupingSink))
+        )
         # Transient failures (Slack down, 429s) are retried this long after the effect was
         # written, so an outage of hours still ends with every card delivered, in order.
         self.give_up_after = give_up_after
@@ -86,11 +90,8 @@ class Deliverer:
     def deliver_due(self, stats: DeliveryStats | None = None) -> DeliveryStats:
         """One pass over the effects due now; each outcome is committed as it happens."""
         stats = stats or DeliveryStats()
-        runs = frozenset().union(
-            *(s.runs for s in self.sinks.values() if isinstance(s, GroupingSink))
-        )
         with self.database.transaction() as session:
-            due = outbox.due(session, now=self.clock(), runs=runs)
+            due = outbox.due(session, now=self.clock(), runs=self._runs)
         for sink, batch in self._batches(due):
             if sink is None:
                 self._fail(batch[0], f"no sink for effect kind {batch[0].kind!r}", stats)

@@ -232,7 +232,7 @@ class SlackSurface:
             assert card.decision is not None  # noqa: S101 - cards are made for judged mentions
             self._open(self._channel(card.decision.channel), [card])
             return
-        text, blocks = card_blocks(card, follows=self.places.opening_card(_subject(card)))
+        text, blocks = card_blocks(card, follows=place.card_id)
         posted = self._post(place.channel, text, blocks, thread=place.ts)
         self.places.remember({}, posted, text, blocks)
 
@@ -272,8 +272,8 @@ class SlackSurface:
         holds others."""
         card = interaction_from_json(payload["card"])
         message = Posted(str(payload["channel"]), str(payload["ts"]))
-        opener = self.places.opening_card(_subject(card))
-        follows = opener if opener != card.id else None
+        place = self.places.find(_subject(card))
+        follows = place.card_id if place is not None and place.card_id != card.id else None
         text, blocks = card_update(
             self.places.shown(message), card, str(payload["status"]), follows=follows
         )

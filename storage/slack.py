@@ -26,15 +26,18 @@ class Posted:
     ts: str
 
 
-def find(session: Session, subject: str) -> Posted | None:
+@dataclass(frozen=True, slots=True)
+class Place(Posted):
+    """Where a conversation's or incident's card was posted, and the interaction of that card
+    (None for posts recorded before it was kept): a message may hold several cards."""
+
+    card_id: int | None = None
+
+
+def find(session: Session, subject: str) -> Place | None:
     """The card of a conversation or incident, if it was posted."""
     row = session.get(SlackMessage, subject)
-    return Posted(row.channel, row.ts) if row is not None else None
-
-
-def opening_card(session: Session, subject: str) -> int | None:
-    """The interaction whose card opened the subject's thread, if Earful recorded it."""
-    return session.scalar(select(SlackMessage.card_id).where(SlackMessage.subject == subject))
+    return Place(row.channel, row.ts, row.card_id) if row is not None else None
 
 
 def remember(session: Session, opened: Mapping[str, int], posted: Posted, *, at: datetime) -> None:
@@ -82,7 +85,7 @@ class SlackPlaces:
         self.database = database
         self.clock = clock
 
-    def find(self, subject: str) -> Posted | None:
+    def find(self, subject: str) -> Place | None:
         """Where the subject's card is, if it was posted."""
         with self.database.transaction() as session:
             return find(session, subject)
@@ -96,11 +99,6 @@ class SlackPlaces:
             if opened:
                 remember(session, opened, posted, at=self.clock())
             show(session, posted, text, blocks, at=self.clock())
-
-    def opening_card(self, subject: str) -> int | None:
-        """The interaction whose card opened the subject's thread, if recorded."""
-        with self.database.transaction() as session:
-            return opening_card(session, subject)
 
     def placed(self, subjects: Sequence[str]) -> set[str]:
         """Those of the subjects whose card was posted."""
