@@ -74,6 +74,14 @@ class _BadBody(Exception):
     """X answered 2xx with a body that is not the JSON object of its API."""
 
 
+class _RulesUnavailable(Exception):
+    """X could not sync the stream rules now (down, unreachable, rate limiting)."""
+
+    def __init__(self, ending: _Ending) -> None:
+        super().__init__(str(ending))
+        self.ending = ending
+
+
 class _Session(requests.Session):
     """A session whose requests time out: tweepy sets no timeout, and X can hang."""
 
@@ -642,6 +650,9 @@ class _Ending:
     headers: Mapping[str, str] = field(default_factory=dict)
     detail: str = ""
 
+    def __str__(self) -> str:
+        return f"{self.status} {self.detail}".strip() if self.kind == "http" else self.kind
+
 
 class _StreamClient(tweepy.StreamingClient):  # type: ignore[misc]
     """tweepy's StreamingClient, ended at the first disconnect so that `XStream` picks the wait.
@@ -756,6 +767,7 @@ class XStream:
         self._newest: int | None = None
         self._failures = {"network": 0, "http": 0, "rate": 0}
         self._up_since: float | None = None
+        self._synced = False
 
     def describe(self) -> list[str]:
         """One line per rule."""
@@ -764,8 +776,22 @@ class XStream:
     # Starting and stopping.
 
     def start(self) -> None:
-        """Sync the rules, then read the stream in a thread; `ConfigError` if X refuses them."""
-        self.sync_rules()
+        """Sync the rules, then read the stream in a thread; `ConfigError` if X refuses them.
+
+        If X is down, unreachable or rate limiting when Earful starts, the stream's thread
+        keeps trying to sync (with the waits of a failed connection) and connects after it, so
+        the rest of Earful starts anyway.
+        """
+        try:
+            self.sync_rules()
+            self._synced = True
+        except _RulesUnavailable as exc:
+            log.warning(
+                "%s: could not sync the stream rules (%s); retrying before connecting",
+                self.name,
+                exc.ending,
+            )
+            self._synced = False
         newest = self.checkpoint(self.name)
         self._newest = int(newest) if newest and newest.isdigit() else None
         self.stopping.clear()
@@ -821,6 +847,8 @@ class XStream:
         log.info("%s: rules synced (%d added, %d deleted)", self.name, len(missing), len(stale))
 
     def _call(self, call: Callable[[], requests.Response]) -> dict[str, Any]:
+        """One rules call: `ConfigError` if X refuses it, `_RulesUnavailable` if X is down,
+        unreachable or rate limiting (worth another try later)."""
         try:
             return _json(call())
         except tweepy.Unauthorized:
@@ -829,17 +857,32 @@ class XStream:
             raise ConfigError(
                 f"{_reason(exc)} (does this app's access level include the filtered stream?)"
             ) from None
-        except tweepy.TooManyRequests as exc:
-            until = _reset(exc.response.headers, self.clock())
-            raise ConfigError(
-                f"X is rate limiting the stream rules until {until:%H:%M} UTC"
-            ) from None
-        except (*_FAILURES, _BadBody) as exc:
-            raise ConfigError(f"stream rules: {_reason(exc)}") from None
+        except tweepy.HTTPException as exc:
+            response = exc.response
+            if response.status_code < 500 and response.status_code != 429:
+                raise ConfigError(f"stream rules: {_reason(exc)}") from None
+            ending = _Ending("http", response.status_code, response.headers, response.reason or "")
+            raise _RulesUnavailable(ending) from None
+        except requests.RequestException as exc:
+            raise _RulesUnavailable(_Ending("network", detail=_reason(exc))) from None
+        except _BadBody as exc:
+            raise _RulesUnavailable(_Ending("error", detail=_reason(exc))) from None
 
     # Reading (in the stream's thread).
 
     def _run(self) -> None:
+        while not self._synced and not self.stopping.is_set():
+            try:
+                self.sync_rules()
+                self._synced = True
+            except ConfigError as exc:
+                log.error("%s: %s; not connecting", self.name, exc)  # noqa: TRY400
+                return
+            except _RulesUnavailable as exc:
+                wait = self._wait(exc.ending, doing="syncing the rules failed")
+                if wait is None:
+                    return
+                self.stopping.wait(wait)
         while not self.stopping.is_set():
             self.ending = None
             self._up_since = None
@@ -854,7 +897,7 @@ class XStream:
             self.stopping.wait(wait)
         log.info("%s: stream closed", self.name)
 
-    def _wait(self, ending: _Ending) -> float | None:
+    def _wait(self, ending: _Ending, doing: str = "stream ended") -> float | None:
         """Seconds to wait before reconnecting after ``ending``; None: do not reconnect."""
         up = None if self._up_since is None else time.monotonic() - self._up_since
         if up is not None and up >= self.waits.stable:
@@ -880,8 +923,7 @@ class XStream:
         else:  # a network error, or X closed the stream
             self._failures["network"] += 1
             wait = min(waits.network_max, waits.network_step * self._failures["network"])
-        what = f"{ending.status} {ending.detail}".strip() if ending.kind == "http" else ending.kind
-        log.warning("%s: stream ended (%s); reconnecting in %.2f s", self.name, what, wait)
+        log.warning("%s: %s (%s); trying again in %.2f s", self.name, doing, ending, wait)
         return wait
 
     def connected(self) -> None:

@@ -14,6 +14,7 @@ from x_standin import CREDENTIALS, RULES, STREAM, Answer, XStandin, rate_limited
 
 from bot.app import build_endpoints, build_sources
 from bot.config import Settings
+from bot.errors import ConfigError
 from bot.logs import QUIET_LOGGERS, configure_logging
 from bot.models import Mention, VerifiedType
 from bot.polling import Intake
@@ -265,6 +266,41 @@ def test_a_refused_stream_is_not_retried(standin: XStandin, database: Database) 
     stream.thread.join(5)
     assert not stream.thread.is_alive()
     assert len(standin.stream_connections()) == 1
+
+
+def test_rules_x_cannot_sync_at_start_are_synced_before_the_stream_connects(
+    standin: XStandin, database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Starts anyway when X is down for the rules call; the stream's thread syncs, then connects."""
+    standin.queue("GET", RULES, unavailable(), unavailable())
+    stream, _ = _stream(standin, database)
+    with caplog.at_level(logging.WARNING, logger="handlers.x_mentions"):
+        stream.start()  # does not raise: the rest of Earful starts
+        try:
+            _until(lambda: len(standin.stream_connections()) == 1)
+            standin.push(_post(standin, 1))
+            _until(lambda: len(_stored(database)) == 1)
+        finally:
+            stream.stop()
+
+    assert len(standin.calls(RULES)) == 3  # 503 at start, 503 in the thread, then synced
+    assert {rule["value"] for rule in standin.rules.values()} == {"@acme", "acme outage"}
+    warnings = [r.getMessage() for r in caplog.records]
+    assert any("could not sync the stream rules (503" in w for w in warnings), warnings
+    assert any("syncing the rules failed (503" in w for w in warnings), warnings
+
+
+def test_rules_x_refuses_at_start_stop_the_start(standin: XStandin, database: Database) -> None:
+    """A refused token is a configuration error at once, not something to retry."""
+    refused = {"title": "Unauthorized", "detail": "Unauthorized", "status": 401}
+    standin.queue("GET", RULES, Answer(401, refused))
+    stream, _ = _stream(standin, database)
+
+    with pytest.raises(ConfigError, match="401 Unauthorized"):
+        stream.start()
+
+    assert stream.thread is None
+    assert standin.stream_connections() == []
 
 
 def test_stop_closes_the_stream_at_once(
