@@ -193,7 +193,7 @@ def build_deliverer(
     sinks: dict[str, Sink] = {kind: team_sink for kind in effects.TEAM_KINDS}
     sinks[effects.TICKET] = ticket_sink or TicketWebhook()
     sinks[effects.REPLY] = reply_sink or LoggedReplies()
-    return Deliverer(database=database, sinks=sinks)
+    return Deliverer(database=database, sinks=sinks, notices=effects.NOTICES)
 
 
 def build(

@@ -141,5 +141,14 @@ class ConsoleView:
         elif effect.kind == effects.CARD_STATUS:
             card = interaction_from_json(effect.payload["card"])
             self.console.print(Text(f"↳ card {card.id}: {effect.payload['status']}", style="cyan"))
+        elif effect.kind == effects.REPLY_FAILED:
+            payload = effect.payload
+            self.console.print(
+                Text(
+                    f"⚠ reply {payload['interaction_id']} by {payload.get('agent') or 'an agent'} "
+                    f"was not posted on {payload.get('platform')}: {payload['reason']}",
+                    style="bold red",
+                )
+            )
         else:
             raise DeliveryRejected(f"the console cannot show {effect.kind!r} effects")

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from bot.errors import DeliveryRejected, RetryLater
 from bot.models import now_utc
@@ -49,6 +49,10 @@ class GroupingSink(Sink, Protocol):
         ...
 
 
+# Makes the effect that tells people an effect failed for good, from it and the reason.
+Notice = Callable[[outbox.Effect, str], Mapping[str, Any]]
+
+
 @dataclass
 class DeliveryStats:
     """What delivery did."""
@@ -71,12 +75,16 @@ class Deliverer:
         *,
         database: Database,
         sinks: Mapping[str, Sink],
+        notices: Mapping[str, Notice] | None = None,
         give_up_after: timedelta = timedelta(hours=24),
         clock: Callable[[], datetime] = now_utc,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.database = database
         self.sinks = dict(sinks)
+        # Per kind, the effect to enqueue when one fails for good (with the failure, in one
+        # transaction), so that people hear of it.
+        self.notices = dict(notices or {})
         # The kinds whose successive effects of one ordering key a grouping sink takes as one.
         self._runs: frozenset[str] = frozenset().union(
             *(sink.runs for sink in self.sinks.values() if isinstance(sink, GroupingSink))
@@ -208,8 +216,11 @@ class Deliverer:
 
     def _fail(self, effect: outbox.Effect, reason: str, stats: DeliveryStats) -> None:
         log.warning("effect %d failed for good: %s", effect.id, reason)
+        notice = self.notices.get(effect.kind)
         with self.database.transaction() as session:
             outbox.mark_failed(session, effect, reason)
+            if notice is not None:
+                outbox.enqueue_all(session, [notice(effect, reason)], at=self.clock())
         stats.failed += 1
 
     def drain(self, *, max_wait: float = 30.0) -> DeliveryStats:

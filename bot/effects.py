@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from bot.models import EscalationStep, Incident, Interaction
 from storage.codec import incident_to_json, interaction_to_json
+from storage.outbox import Effect as OutboxEffect
 from storage.sla import Timer
 
 CARD = "card"
@@ -22,9 +23,10 @@ INCIDENT_UPDATE = "incident_update"
 ESCALATION = "escalation"
 CARD_STATUS = "card_status"
 REPLY = "reply"
+REPLY_FAILED = "reply_failed"
 TICKET = "ticket"
 # Kinds the team surface shows; a ticket step is the one escalation that leaves it.
-TEAM_KINDS = (CARD, INCIDENT, INCIDENT_UPDATE, ESCALATION, CARD_STATUS)
+TEAM_KINDS = (CARD, INCIDENT, INCIDENT_UPDATE, ESCALATION, CARD_STATUS, REPLY_FAILED)
 
 Effect = dict[str, Any]
 
@@ -52,9 +54,16 @@ def card_status(
 
 
 def reply(
-    *, interaction_id: int, conversation_id: int, platform: str, in_reply_to: str, text: str
+    *,
+    interaction_id: int,
+    conversation_id: int,
+    platform: str,
+    in_reply_to: str,
+    text: str,
+    agent: str,
 ) -> Effect:
-    """Post an agent's reply on the source, under the customer's message."""
+    """Post an agent's reply on the source, under the customer's message (``agent``: who
+    sent it, as the interaction log names them, e.g. ``slack:U0AGENT``)."""
     return {
         "idempotency_key": f"{REPLY}:{interaction_id}",
         "kind": REPLY,
@@ -64,8 +73,34 @@ def reply(
             "platform": platform,
             "in_reply_to": in_reply_to,
             "text": text,
+            "agent": agent,
         },
     }
+
+
+def reply_failed(failed: OutboxEffect, reason: str) -> Effect:
+    """Tell the team, in the conversation's thread, that a reply never reached the customer
+    (the platform refused it, or it could not be sent for a day): the card said "Replied"."""
+    payload = failed.payload
+    return {
+        # Enqueued with the failure in one transaction; each failure (also after `earful
+        # outbox retry`) is told once.
+        "idempotency_key": f"{REPLY_FAILED}:{payload.get('interaction_id')}:{uuid.uuid4().hex}",
+        "kind": REPLY_FAILED,
+        "ordering_key": failed.ordering_key,
+        "payload": {
+            "subject": failed.ordering_key,
+            "interaction_id": payload.get("interaction_id"),
+            "platform": payload.get("platform"),
+            "text": payload.get("text"),
+            "agent": payload.get("agent"),
+            "reason": reason,
+        },
+    }
+
+
+# Per kind, the effect that tells people when one of that kind fails for good.
+NOTICES = {REPLY: reply_failed}
 
 
 def incident_opened(incident: Incident, first: Interaction) -> Effect:

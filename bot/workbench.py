@@ -312,6 +312,7 @@ class Workbench:
                         platform=platform.value,
                         in_reply_to=row.external_id,
                         text=outbound.text,
+                        agent=f"slack:{agent}",
                     ),
                     effects.card_status(
                         card, row.conversation_id, status, message.channel, message.ts

@@ -407,6 +407,20 @@ def escalation_text(payload: dict[str, Any]) -> str:
     )
 
 
+def reply_failed_text(payload: dict[str, Any]) -> str:
+    """A reply that failed for good, in the conversation's thread: who sent it (pinged), where,
+    why, and its text, so that they can check the customer has an answer."""
+    agent = str(payload.get("agent") or "")
+    who = f"<@{agent.removeprefix('slack:')}>" if agent.startswith("slack:") else "The agent"
+    platform = escape(str(payload.get("platform") or "its platform"))
+    text = "\n".join(f">{line}" for line in escape(str(payload.get("text") or "")).splitlines())
+    return (
+        f":warning: {who}, your reply did not go out on {platform} as sent, and Earful will not "
+        f"send it again: {escape(str(payload.get('reason') or 'no reason given'))}. The card "
+        f"says Replied: check that the customer has an answer.\n{text}"
+    )
+
+
 def _by_hand_text(payload: dict[str, Any]) -> str:
     """An escalation an agent asked for: a step of the ladder, or a person they picked."""
     by, target = payload["by"], str(payload["target"])

@@ -38,6 +38,7 @@ from handlers.slack_blocks import (
     card_update,
     escalation_text,
     incident_blocks,
+    reply_failed_text,
     report_blocks,
 )
 from storage.codec import incident_from_json, interaction_from_json
@@ -117,6 +118,7 @@ class SlackSurface:
             effects.INCIDENT_UPDATE: lambda payload: self._incident_updates([payload]),
             effects.ESCALATION: self._escalation,
             effects.CARD_STATUS: self._card_status,
+            effects.REPLY_FAILED: self._reply_failed,
         }
         handler = handlers.get(effect.kind)
         if handler is None:
@@ -279,6 +281,13 @@ class SlackSurface:
         )
         self.client.chat_update(channel=message.channel, ts=message.ts, text=text, blocks=blocks)
         self.places.show(message, text, blocks)
+
+    def _reply_failed(self, payload: dict[str, Any]) -> None:
+        """In the thread of the card the reply was sent from."""
+        place = self.places.find(str(payload["subject"]))
+        if place is None:
+            raise DeliveryRejected(f"no card in Slack for {payload['subject']}")
+        self._post(place.channel, reply_failed_text(payload), None, thread=place.ts)
 
     def _escalation(self, payload: dict[str, Any]) -> None:
         text = escalation_text(payload)

@@ -43,6 +43,7 @@ from telegram.error import (
     InvalidToken,
     RetryAfter,
     TelegramError,
+    TimedOut,
 )
 from telegram.request import HTTPXRequest
 
@@ -441,7 +442,9 @@ class TelegramReplies:
     """A sink for ``reply`` effects on Telegram: the reply goes under the customer's message.
 
     Paced to Telegram's limits per chat (one message a second; 20 a minute in a group): a
-    reply that would break them is put off with `RetryLater` without calling Telegram.
+    reply that would break them is put off with `RetryLater` without calling Telegram. A reply
+    Telegram received but did not answer in time fails instead of being retried: at most once,
+    the agent is told (see `bot.effects.reply_failed`).
     """
 
     def __init__(
@@ -480,7 +483,16 @@ class TelegramReplies:
             ) from None
         except (BadRequest, Forbidden, InvalidToken) as exc:
             raise DeliveryRejected(self._client.scrub(f"Telegram refused: {exc.message}")) from None
-        except TelegramError as exc:  # NetworkError, TimedOut, unreadable answers
+        except TimedOut as exc:
+            if isinstance(exc.__cause__, httpx.ReadTimeout):
+                # Telegram had the whole request and may have posted it: sending it again
+                # could post it twice, and the Bot API cannot tell which.
+                raise DeliveryRejected(
+                    f"Telegram did not answer within {self._client.timeout:g} s, so the reply "
+                    "may or may not have been posted; it is not sent again"
+                ) from None
+            raise RetryLater("Telegram unreachable (TimedOut before the reply was sent)") from None
+        except TelegramError as exc:  # NetworkError, unreadable answers
             reason = self._client.scrub(f"{type(exc).__name__}: {exc.message}")
             raise RetryLater(f"Telegram unreachable ({reason})") from None
         self._sent.setdefault(chat_id, deque(maxlen=GROUP_PER_MINUTE)).append(self.clock())

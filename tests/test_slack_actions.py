@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_sdk import WebClient
 from slack_sdk.models.blocks import ActionsBlock
 from slack_standin import (
     TOKEN,
@@ -31,9 +32,10 @@ from slack_standin import (
 )
 from sqlalchemy import select
 from support import PLAYBOOKS, Clock, TextLabels
+from x_standin import CREDENTIALS, Answer, XStandin, fixture
 
 from bot import effects
-from bot.app import build_embedder, build_suggester
+from bot.app import build_deliverer, build_embedder, build_reply_sink, build_suggester
 from bot.config import load_settings
 from bot.models import Author, ContactSnapshot, Direction, Interaction, Mention, Platform
 from bot.pipeline import Pipeline
@@ -42,6 +44,7 @@ from bot.workbench import Workbench
 from handlers.reply_log import LoggedReplies
 from handlers.slack_actions import NOT_AN_AGENT, build_app
 from handlers.slack_blocks import card_blocks
+from handlers.slack_surface import SlackSurface
 from handlers.ticket_webhook import TicketWebhook
 from playbooks.engine import PlaybookDecider
 from playbooks.loader import load_playbooks
@@ -55,6 +58,7 @@ from storage.schema import (
     OutboxRow,
     SlaTimer,
 )
+from storage.slack import SlackPlaces
 
 SECRET = "test-signing-secret-8f3a"  # noqa: S105 - a test secret
 AGENT, OUTSIDER = "U0AGENT", "U0OUTSIDER"
@@ -308,6 +312,50 @@ def test_send_suggestion_opens_the_reply_form_and_sending_logs_the_reply(
     assert (sent.payload["text"], sent.payload["in_reply_to"]) == (edited, "1880000000000000001")
     (update,) = [c for c in state.calls if c.method == "chat.update"]
     assert "Replied by <@U0AGENT>" in json.dumps(update.body["blocks"])
+
+
+def test_a_reply_x_refuses_is_reported_to_the_agent_in_the_card_thread(
+    database: Database, playbooks: Path, slack: tuple[str, SlackState]
+) -> None:
+    """X refuses the reply (403): the card already said Replied, so the agent is pinged in the
+    card's thread with X's reason and their words; nothing is retried."""
+    url, state = slack
+    interaction_id, ts = _card(database, playbooks, url, state)
+    app = _app(database, url)
+    view = _open_reply(app, url, state, interaction_id, ts, "reply")
+    text = "Hi Dana, sorry about the router <again>. DM us your account email?"
+    assert _dispatch(
+        app, *signed_submission(view, {"reply": {"text": text}}, user=AGENT, secret=SECRET)
+    ) == (200, "")
+    settings = load_settings(
+        environ={
+            "EARFUL_X_CONSUMER_KEY": CREDENTIALS.consumer_key,
+            "EARFUL_X_CONSUMER_SECRET": CREDENTIALS.consumer_secret,
+            "EARFUL_X_ACCESS_TOKEN": CREDENTIALS.access_token,
+            "EARFUL_X_ACCESS_TOKEN_SECRET": CREDENTIALS.access_token_secret,
+        }
+    )
+    surface = SlackSurface(
+        client=WebClient(token=TOKEN, base_url=url), places=SlackPlaces(database), min_interval=0
+    )
+    with XStandin() as x:
+        x.queue("POST", "/2/tweets", Answer(403, fixture("reply_not_allowed.json")))
+        replies = build_reply_sink(settings, database)
+        x.route(replies.sinks["x"].client.session)  # type: ignore[attr-defined]
+        stats = build_deliverer(database, team_sink=surface, reply_sink=replies).drain(max_wait=0)
+        assert len(x.calls("/2/tweets", "POST")) == 1  # refused for good: not tried again
+    assert (stats.failed, x.created) == (1, [])
+
+    notice = [c for c in state.posts() if c.body.get("thread_ts") == ts]
+    assert len(notice) == 1, [c.body for c in state.posts()]
+    said = notice[0].body["text"]
+    assert said.startswith(":warning: <@U0AGENT>, your reply did not go out on x as sent")
+    assert "not allowed because you have not been mentioned" in said
+    assert ">Hi Dana, sorry about the router &lt;again&gt;. DM us your account email?" in said
+    with database.transaction() as session:
+        kinds = dict(session.execute(select(OutboxRow.kind, OutboxRow.state)).all())
+    assert kinds[effects.REPLY] == "failed"  # still listed by `earful outbox failed`
+    assert kinds[effects.REPLY_FAILED] == "delivered"
 
 
 def test_a_reply_over_the_platform_limit_is_refused_in_the_form(

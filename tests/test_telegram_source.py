@@ -313,6 +313,23 @@ def test_reply_failures(
         assert said.lower() in str(caught.value).lower()
 
 
+def test_a_reply_telegram_got_but_answered_too_late_is_not_sent_twice(
+    standin: tuple[str, TelegramState],
+) -> None:
+    """Fails a send Telegram received but did not answer in time (it may be posted) instead of
+    retrying it into a second copy; a reply that never reached Telegram is retried."""
+    url, state = standin
+    state.fail("sendMessage", Failure(200, delay=0.8))  # a slow answer, but the message is sent
+    replies = TelegramReplies(token=TOKEN, api_url=url, request_timeout=0.3)
+    with pytest.raises(DeliveryRejected, match="may or may not have been posted"):
+        replies.deliver(_reply(f"{GROUP}:311"))
+    assert len(state.called("sendMessage")) == 1
+
+    closed = TelegramReplies(token=TOKEN, api_url="http://127.0.0.1:9/bot", request_timeout=0.3)
+    with pytest.raises(RetryLater, match="Telegram unreachable"):
+        closed.deliver(_reply(f"{GROUP}:312"))
+
+
 def test_reply_to_something_not_telegram_is_rejected(standin: tuple[str, TelegramState]) -> None:
     """Refuses a reply whose target is not a Telegram message, without calling Telegram."""
     url, state = standin

@@ -435,6 +435,7 @@ def _enqueue_reply(database: Database, *, text: str = "Sorry Dana, we're on it. 
         platform="x",
         in_reply_to="1861000000000000003",
         text=text,
+        agent="slack:U0AGENT",
     )
     with database.transaction() as session:
         outbox.enqueue_all(session, [reply], at=START)
@@ -551,6 +552,7 @@ def test_a_duplicate_first_reply_is_rejected(database: Database, standin: XStand
         platform="x",
         in_reply_to="1861000000000000005",
         text="Sorry Dana, we're on it. DM us?",
+        agent="slack:U0AGENT",
     )
     with database.transaction() as session:
         outbox.enqueue_all(session, [second], at=START)
@@ -656,6 +658,7 @@ def test_a_posted_reply_takes_its_post_id_and_is_not_stored_again_when_read_back
                     platform="x",
                     in_reply_to="1861000000000000003",
                     text=reply.text,
+                    agent="slack:U0AGENT",
                 )
             ],
             at=START,
