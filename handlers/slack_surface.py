@@ -109,10 +109,7 @@ class SlackSurface:
         self._next_free: dict[str, float] = {}
         self._slots: dict[int, float] = {}
         self._deferrable: int | None = None  # the effect being delivered, if it posts once
-
-    def deliver(self, effect: Effect) -> None:
-        """Post or update in Slack; raise `RetryLater` / `DeliveryRejected` when Slack cannot."""
-        handlers: dict[str, Callable[[dict[str, Any]], object]] = {
+        self._handlers: dict[str, Callable[[dict[str, Any]], object]] = {
             effects.CARD: self._card,
             effects.INCIDENT: self._incident,
             effects.INCIDENT_UPDATE: lambda payload: self._incident_updates([payload]),
@@ -120,7 +117,10 @@ class SlackSurface:
             effects.CARD_STATUS: self._card_status,
             effects.REPLY_FAILED: self._reply_failed,
         }
-        handler = handlers.get(effect.kind)
+
+    def deliver(self, effect: Effect) -> None:
+        """Post or update in Slack; raise `RetryLater` / `DeliveryRejected` when Slack cannot."""
+        handler = self._handlers.get(effect.kind)
         if handler is None:
             raise DeliveryRejected(f"Slack cannot show {effect.kind!r} effects")
         # A thread card or an incident card posts once: it may wait for a second of its own. (A

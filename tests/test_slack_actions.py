@@ -32,7 +32,7 @@ from slack_standin import (
 )
 from sqlalchemy import select
 from support import PLAYBOOKS, Clock, TextLabels
-from x_standin import CREDENTIALS, Answer, XStandin, fixture
+from x_standin import REPLY_ENVIRON, Answer, XStandin, fixture
 
 from bot import effects
 from bot.app import build_deliverer, build_embedder, build_reply_sink, build_suggester
@@ -327,14 +327,7 @@ def test_a_reply_x_refuses_is_reported_to_the_agent_in_the_card_thread(
     assert _dispatch(
         app, *signed_submission(view, {"reply": {"text": text}}, user=AGENT, secret=SECRET)
     ) == (200, "")
-    settings = load_settings(
-        environ={
-            "EARFUL_X_CONSUMER_KEY": CREDENTIALS.consumer_key,
-            "EARFUL_X_CONSUMER_SECRET": CREDENTIALS.consumer_secret,
-            "EARFUL_X_ACCESS_TOKEN": CREDENTIALS.access_token,
-            "EARFUL_X_ACCESS_TOKEN_SECRET": CREDENTIALS.access_token_secret,
-        }
-    )
+    settings = load_settings(environ=REPLY_ENVIRON)
     surface = SlackSurface(
         client=WebClient(token=TOKEN, base_url=url), places=SlackPlaces(database), min_interval=0
     )

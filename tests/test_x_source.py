@@ -12,7 +12,16 @@ import pytest
 from poll_child import kill_after_fetch, poll_in_child
 from sqlalchemy import func, select
 from support import Clock
-from x_standin import CREDENTIALS, Answer, XStandin, fixture, rate_limited, route_to, unavailable
+from x_standin import (
+    CREDENTIALS,
+    REPLY_ENVIRON,
+    Answer,
+    XStandin,
+    fixture,
+    rate_limited,
+    route_to,
+    unavailable,
+)
 
 from bot import effects
 from bot.app import build_reply_sink
@@ -663,14 +672,7 @@ def test_a_posted_reply_takes_its_post_id_and_is_not_stored_again_when_read_back
             ],
             at=START,
         )
-    settings = load_settings(
-        environ={
-            "EARFUL_X_CONSUMER_KEY": CREDENTIALS.consumer_key,
-            "EARFUL_X_CONSUMER_SECRET": CREDENTIALS.consumer_secret,
-            "EARFUL_X_ACCESS_TOKEN": CREDENTIALS.access_token,
-            "EARFUL_X_ACCESS_TOKEN_SECRET": CREDENTIALS.access_token_secret,
-        }
-    )
+    settings = load_settings(environ=REPLY_ENVIRON)
     sink: Any = build_reply_sink(settings, database).sinks["x"]
     standin.route(sink.client.session)
     deliverer = Deliverer(database=database, sinks={"reply": sink}, clock=clock)

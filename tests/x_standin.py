@@ -103,6 +103,13 @@ CREDENTIALS = Credentials(
     access_token="test-access-token-5d44",
     access_token_secret="test-access-secret-9e08",
 )
+# The user-context keys as Earful reads them from the environment (`load_settings`).
+REPLY_ENVIRON = {
+    "EARFUL_X_CONSUMER_KEY": CREDENTIALS.consumer_key,
+    "EARFUL_X_CONSUMER_SECRET": CREDENTIALS.consumer_secret,
+    "EARFUL_X_ACCESS_TOKEN": CREDENTIALS.access_token,
+    "EARFUL_X_ACCESS_TOKEN_SECRET": CREDENTIALS.access_token_secret,
+}
 
 
 @dataclass(frozen=True)
