@@ -146,7 +146,8 @@ class ConsoleView:
             self.console.print(
                 Text(
                     f"⚠ reply {payload['interaction_id']} by {payload.get('agent') or 'an agent'} "
-                    f"was not posted on {payload.get('platform')}: {payload['reason']}",
+                    f"did not go out on {payload.get('platform')} as sent, and will not be sent "
+                    f"again: {payload['reason']}",
                     style="bold red",
                 )
             )
