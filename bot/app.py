@@ -7,6 +7,7 @@ import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,11 +27,13 @@ from handlers.reply_log import LoggedReplies
 from handlers.ticket_webhook import TicketWebhook
 from playbooks.engine import PlaybookDecider
 from playbooks.loader import load_playbooks
-from storage import replies
+from storage import conversations, outbox, replies
 from storage.database import Database
+from storage.outbox import Effect
 
 if TYPE_CHECKING:
     from slack_bolt.async_app import AsyncApp
+    from sqlalchemy.orm import Session
 
     from classifiers.text_model import MiniLMModel
     from handlers.slack_socket import SlackSocket
@@ -193,7 +196,19 @@ def build_deliverer(
     sinks: dict[str, Sink] = {kind: team_sink for kind in effects.TEAM_KINDS}
     sinks[effects.TICKET] = ticket_sink or TicketWebhook()
     sinks[effects.REPLY] = reply_sink or LoggedReplies()
-    return Deliverer(database=database, sinks=sinks, notices=effects.NOTICES)
+    return Deliverer(database=database, sinks=sinks, on_failure={effects.REPLY: reply_undelivered})
+
+
+def reply_undelivered(session: Session, failed: Effect, reason: str, at: datetime) -> None:
+    """A reply failed for good: the contact history says it was not delivered, the
+    conversation awaits a response again (its SLA timer resumes), and the agent who sent it is
+    told in the card's thread (the card says Replied)."""
+    interaction_id = failed.payload.get("interaction_id")
+    if isinstance(interaction_id, int):
+        conversation_id = replies.record_undelivered(session, interaction_id, reason)
+        if conversation_id is not None:
+            conversations.reopen_unanswered(session, conversation_id, at=at)
+    outbox.enqueue_all(session, [effects.reply_failed(failed, reason)], at=at)
 
 
 def build(

@@ -8,7 +8,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
+
+from sqlalchemy.orm import Session
 
 from bot.errors import DeliveryRejected, RetryLater
 from bot.models import now_utc
@@ -49,8 +51,9 @@ class GroupingSink(Sink, Protocol):
         ...
 
 
-# Makes the effect that tells people an effect failed for good, from it and the reason.
-Notice = Callable[[outbox.Effect, str], Mapping[str, Any]]
+# What else changes when an effect fails for good, in the transaction that marks it failed
+# (session, the effect, the reason, now): e.g. tell people, correct the record.
+FailureHook = Callable[[Session, outbox.Effect, str, datetime], None]
 
 
 @dataclass
@@ -75,16 +78,15 @@ class Deliverer:
         *,
         database: Database,
         sinks: Mapping[str, Sink],
-        notices: Mapping[str, Notice] | None = None,
+        on_failure: Mapping[str, FailureHook] | None = None,
         give_up_after: timedelta = timedelta(hours=24),
         clock: Callable[[], datetime] = now_utc,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.database = database
         self.sinks = dict(sinks)
-        # Per kind, the effect to enqueue when one fails for good (with the failure, in one
-        # transaction), so that people hear of it.
-        self.notices = dict(notices or {})
+        # Per kind, what else a failure for good changes (in the transaction that records it).
+        self.on_failure = dict(on_failure or {})
         # The kinds whose successive effects of one ordering key a grouping sink takes as one.
         self._runs: frozenset[str] = frozenset().union(
             *(sink.runs for sink in self.sinks.values() if isinstance(sink, GroupingSink))
@@ -216,11 +218,11 @@ class Deliverer:
 
     def _fail(self, effect: outbox.Effect, reason: str, stats: DeliveryStats) -> None:
         log.warning("effect %d failed for good: %s", effect.id, reason)
-        notice = self.notices.get(effect.kind)
+        hook = self.on_failure.get(effect.kind)
         with self.database.transaction() as session:
             outbox.mark_failed(session, effect, reason)
-            if notice is not None:
-                outbox.enqueue_all(session, [notice(effect, reason)], at=self.clock())
+            if hook is not None:
+                hook(session, effect, reason, self.clock())
         stats.failed += 1
 
     def drain(self, *, max_wait: float = 30.0) -> DeliveryStats:

@@ -99,10 +99,6 @@ def reply_failed(failed: OutboxEffect, reason: str) -> Effect:
     }
 
 
-# Per kind, the effect that tells people when one of that kind fails for good.
-NOTICES = {REPLY: reply_failed}
-
-
 def incident_opened(incident: Incident, first: Interaction) -> Effect:
     """Post one card for a new incident, with its first report."""
     return {

@@ -5,11 +5,11 @@ whether the mention replies in a thread (most neutral "done, DM sent" messages d
 it asks something, whether it is very short, a few keyword cues for the rare intents
 (cancel/switch, buy/price, suggest/feature, promotion, thanks, a link, question openers and
 phrases, not addressed to anyone) and the text's words as TF-IDF over a vocabulary of about
-2,500 words and ``?``/``!`` (the embedding is a sentiment fine-tune and blurs what a text is
+3,500 words and ``?``/``!`` (the embedding is a sentiment fine-tune and blurs what a text is
 about). Rules catch obvious spam.
 
 The head is trained by ``python -m classifiers.train_intent`` on hand-written examples
-(``classifiers/data/intent_*.jsonl``) and 2,422 hand-labelled real customer tweets, and shipped
+(``classifiers/data/intent_*.jsonl``) and 4,246 hand-labelled real customer tweets, and shipped
 as a small ``.npz`` (weights, vocabulary and idf); at run time it is a word count and one
 matrix product, no extra model pass.
 """

@@ -123,6 +123,8 @@ def contact_text(card: ContactCard) -> str:
         lines.append(f"Last {len(history.recent)}:")
         for entry in history.recent:
             arrow = "← in" if entry.direction == "inbound" else "→ out"
+            if entry.undelivered is not None:
+                arrow += " (not delivered)"
             lines.append(
                 f"• {arrow} {entry.created_at:%Y-%m-%d} {entry.platform}: “{excerpt(entry.text)}”"
             )

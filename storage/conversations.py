@@ -68,8 +68,9 @@ def attach_all(
     of the message replied to, when known; else the id replied to, so a parent arriving later
     lands in the same thread; else the mention's own id. An inbound message puts an answered,
     resolved or dismissed conversation back in the queue (to its assignee if it has one); an
-    outbound reply marks it responded, stamping the first response time from the reply itself.
-    ``contact_ids`` is the customer of each inbound mention (ignored for outbound ones).
+    outbound reply marks it responded, stamping the first response time from the reply itself,
+    unless its delivery already failed for good (`reopen_unanswered`). ``contact_ids`` is the
+    customer of each inbound mention (ignored for outbound ones).
     """
     threads = _parent_threads(session, mentions)
     keys: list[tuple[str, str]] = []
@@ -89,6 +90,7 @@ def attach_all(
             select(Conversation).where(Conversation.thread_key.in_({key for _, key in keys}))
         )
     }
+    undelivered = _undelivered(session, mentions)
     result: list[Conversation] = []
     for mention, contact_id, (platform, key) in zip(mentions, contact_ids, keys, strict=True):
         inbound = mention.direction == Direction.INBOUND
@@ -108,10 +110,64 @@ def attach_all(
         elif conversation.contact_id is None and inbound:
             conversation.contact_id = contact_id
         conversation.last_activity_at = max(conversation.last_activity_at, mention.created_at)
-        _record_activity(session, conversation, mention, at=at)
+        if (platform, mention.external_id) not in undelivered:
+            _record_activity(session, conversation, mention, at=at)
         result.append(conversation)
     session.flush()
     return result
+
+
+def _undelivered(session: Session, mentions: Sequence[Mention]) -> set[tuple[str, str]]:
+    """(platform, id) of the outbound replies among ``mentions`` that never reached the platform
+    (their delivery can fail before the pipeline threads them)."""
+    ids = {m.external_id for m in mentions if m.direction == Direction.OUTBOUND}
+    if not ids:
+        return set()
+    return set(
+        session.execute(
+            select(InteractionRow.platform, InteractionRow.external_id).where(
+                InteractionRow.external_id.in_(ids), InteractionRow.undelivered.is_not(None)
+            )
+        ).tuples()
+    )
+
+
+def reopen_unanswered(session: Session, conversation_id: int, *, at: datetime) -> bool:
+    """A reply that marked this conversation responded never reached the platform: unless
+    another reply of it is delivered or on its way, it awaits a response again (back to its
+    assignee if it has one) with no first response, and its SLA timer resumes where it stopped.
+    Returns whether it was reopened."""
+    conversation = session.get(Conversation, conversation_id)
+    if conversation is None or conversation.state != ConversationState.RESPONDED.value:
+        return False
+    answered = session.scalar(
+        select(InteractionRow.id)
+        .where(
+            InteractionRow.conversation_id == conversation_id,
+            InteractionRow.direction == Direction.OUTBOUND.value,
+            InteractionRow.undelivered.is_(None),
+        )
+        .limit(1)
+    )
+    if answered is not None:
+        return False
+    target = ConversationState.ASSIGNED if conversation.assignee else ConversationState.NEW
+    transition(session, conversation, target, at=at)
+    conversation.first_response_at = None
+    sla.resume_for_conversations(
+        session, [conversation_id], reason=ConversationState.RESPONDED.value, at=at
+    )
+    return True
+
+
+def responded_again(session: Session, conversation_ids: Sequence[int], *, at: datetime) -> None:
+    """Replies of these conversations are on their way again (`earful outbox retry`): the ones
+    awaiting a response are responded, as when the reply was first sent."""
+    for conversation in session.scalars(
+        select(Conversation).where(Conversation.id.in_(conversation_ids))
+    ):
+        if conversation.state in (ConversationState.NEW.value, ConversationState.ASSIGNED.value):
+            transition(session, conversation, ConversationState.RESPONDED, at=at)
 
 
 def _record_activity(

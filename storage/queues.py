@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import distinct, func, or_, select
+from sqlalchemy import and_, distinct, func, or_, select
 from sqlalchemy.orm import Session
 
 from bot import effects
@@ -320,6 +320,7 @@ class HistoryEntry:
     platform: str
     created_at: datetime
     text: str
+    undelivered: str | None = None  # a reply the platform never got: why
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,7 +349,7 @@ def find_contacts(session: Session, query: str, *, limit: int = 3) -> list[int]:
 
 
 def history(session: Session, contact_id: int, *, recent: int = 5) -> ContactHistory:
-    """A contact's identities and newest ``recent`` messages."""
+    """A contact's identities and newest ``recent`` messages, with the replies sent to them."""
     identities = tuple(
         (kind, handle or user_id or "")
         for kind, handle, user_id in session.execute(
@@ -358,15 +359,27 @@ def history(session: Session, contact_id: int, *, recent: int = 5) -> ContactHis
         ).tuples()
     )
     entries = tuple(
-        HistoryEntry(direction, platform, created_at, text)
-        for direction, platform, created_at, text in session.execute(
+        HistoryEntry(direction, platform, created_at, text, undelivered)
+        for direction, platform, created_at, text, undelivered in session.execute(
             select(
                 InteractionRow.direction,
                 InteractionRow.platform,
                 InteractionRow.created_at,
                 InteractionRow.text,
+                InteractionRow.undelivered,
             )
-            .where(InteractionRow.contact_id == contact_id)
+            .where(
+                or_(
+                    InteractionRow.contact_id == contact_id,
+                    # The replies in their conversations (logged to the conversation only).
+                    and_(
+                        InteractionRow.direction == "outbound",
+                        InteractionRow.conversation_id.in_(
+                            select(Conversation.id).where(Conversation.contact_id == contact_id)
+                        ),
+                    ),
+                )
+            )
             .order_by(InteractionRow.created_at.desc(), InteractionRow.id.desc())
             .limit(recent)
         ).tuples()

@@ -40,7 +40,11 @@ def past_replies(
         select(inbound.text, inbound.classification, reply.text)
         .select_from(reply)
         .join(inbound, inbound.id == latest_before)
-        .where(reply.direction == "outbound", reply.conversation_id.is_not(None))
+        .where(
+            reply.direction == "outbound",
+            reply.conversation_id.is_not(None),
+            reply.undelivered.is_(None),
+        )
     )
     if ids is not None:
         query = query.where(reply.id.in_(ids))
@@ -70,4 +74,33 @@ def record_posted(session: Session, interaction_id: int, external_id: str, url: 
         return False
     row.external_id = external_id
     row.url = url
+    row.undelivered = None
     return True
+
+
+def record_undelivered(session: Session, interaction_id: int, reason: str) -> int | None:
+    """A reply Earful logged never reached the platform, for good: keep why, so that the
+    contact history does not count it as sent and the suggester does not learn from it.
+
+    Returns the reply's conversation (None while the pipeline has not threaded it yet).
+    """
+    row = session.get(InteractionRow, interaction_id)
+    if row is None or row.direction != "outbound":
+        return None
+    row.undelivered = reason[:500]
+    return row.conversation_id
+
+
+def clear_undelivered(session: Session, interaction_ids: Sequence[int]) -> list[int]:
+    """These replies are on their way again (`earful outbox retry`); returns the conversations
+    of those that had been marked undelivered."""
+    if not interaction_ids:
+        return []
+    rows = session.scalars(
+        select(InteractionRow).where(
+            InteractionRow.id.in_(interaction_ids), InteractionRow.undelivered.is_not(None)
+        )
+    ).all()
+    for row in rows:
+        row.undelivered = None
+    return sorted({row.conversation_id for row in rows if row.conversation_id is not None})

@@ -158,6 +158,8 @@ class InteractionRow(Base):
     # What makes a judged mention alike for spike counts (`bot.traffic.similarity_key`).
     similarity_key: Mapped[str | None] = mapped_column(String(200))
     agent: Mapped[str | None] = mapped_column(String(120))
+    # An outbound reply the platform never got: why (`storage.replies.record_undelivered`).
+    undelivered: Mapped[str | None] = mapped_column(String(500))
     # Set when the mention joined an incident instead of getting a card of its own.
     incident_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id"), index=True)
 

@@ -164,6 +164,26 @@ def cancel_for_conversations(
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
+def resume_for_conversations(
+    session: Session, conversation_ids: Collection[int], *, reason: str, at: datetime
+) -> int:
+    """Restart the timers of these conversations that ``reason`` stopped, where they were:
+    same deadline and escalation step (a deadline already past is a breach at the next tick)."""
+    if not conversation_ids:
+        return 0
+    result = session.execute(
+        update(SlaTimer)
+        .where(
+            SlaTimer.state == CANCELLED,
+            SlaTimer.cancel_reason == reason,
+            SlaTimer.conversation_id.in_(conversation_ids),
+        )
+        .values(state=PENDING, cancel_reason=None, updated_at=at)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
 def due(session: Session, *, now: datetime, limit: int = 100) -> list[Timer]:
     """Pending timers whose deadline has passed, the most overdue first."""
     rows = session.scalars(

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -37,18 +38,21 @@ from x_standin import REPLY_ENVIRON, Answer, XStandin, fixture
 from bot import effects
 from bot.app import build_deliverer, build_embedder, build_reply_sink, build_suggester
 from bot.config import load_settings
+from bot.delivery import DeliveryStats
 from bot.models import Author, ContactSnapshot, Direction, Interaction, Mention, Platform
 from bot.pipeline import Pipeline
+from bot.queues import Queues
 from bot.sla import SlaTimers
 from bot.workbench import Workbench
 from handlers.reply_log import LoggedReplies
 from handlers.slack_actions import NOT_AN_AGENT, build_app
 from handlers.slack_blocks import card_blocks
+from handlers.slack_commands import contact_text
 from handlers.slack_surface import SlackSurface
 from handlers.ticket_webhook import TicketWebhook
 from playbooks.engine import PlaybookDecider
 from playbooks.loader import load_playbooks
-from storage import sla
+from storage import replies, sla
 from storage.database import Database
 from storage.schema import (
     AuditEntry,
@@ -60,6 +64,7 @@ from storage.schema import (
 )
 from storage.slack import SlackPlaces
 
+Earful = Callable[..., subprocess.CompletedProcess[str]]  # the `earful` fixture (conftest)
 SECRET = "test-signing-secret-8f3a"  # noqa: S105 - a test secret
 AGENT, OUTSIDER = "U0AGENT", "U0OUTSIDER"
 T0 = datetime(2026, 11, 4, 17, 40, tzinfo=UTC)
@@ -314,12 +319,13 @@ def test_send_suggestion_opens_the_reply_form_and_sending_logs_the_reply(
     assert "Replied by <@U0AGENT>" in json.dumps(update.body["blocks"])
 
 
-def test_a_reply_x_refuses_is_reported_to_the_agent_in_the_card_thread(
-    database: Database, playbooks: Path, slack: tuple[str, SlackState]
-) -> None:
-    """X refuses the reply (403): the card already said Replied, so the agent is pinged in the
-    card's thread with X's reason and their words; nothing is retried."""
-    url, state = slack
+def _send_refused_reply(
+    database: Database, playbooks: Path, url: str, state: SlackState, *, threaded_first: bool
+) -> tuple[str, DeliveryStats]:
+    """A card, its Reply form sent through bolt, and the reply delivered through the real tweepy
+    sink to the X stand-in, which refuses it (403). ``threaded_first``: the pipeline logs the
+    reply to its conversation before delivery, as it mostly does; else after the failure.
+    Returns the card's ts and what delivery did."""
     interaction_id, ts = _card(database, playbooks, url, state)
     app = _app(database, url)
     view = _open_reply(app, url, state, interaction_id, ts, "reply")
@@ -327,17 +333,44 @@ def test_a_reply_x_refuses_is_reported_to_the_agent_in_the_card_thread(
     assert _dispatch(
         app, *signed_submission(view, {"reply": {"text": text}}, user=AGENT, secret=SECRET)
     ) == (200, "")
-    settings = load_settings(environ=REPLY_ENVIRON)
+    if threaded_first:
+        _pipeline(database, playbooks).process_pending()
     surface = SlackSurface(
         client=WebClient(token=TOKEN, base_url=url), places=SlackPlaces(database), min_interval=0
     )
     with XStandin() as x:
         x.queue("POST", "/2/tweets", Answer(403, fixture("reply_not_allowed.json")))
-        replies = build_reply_sink(settings, database)
-        x.route(replies.sinks["x"].client.session)  # type: ignore[attr-defined]
-        stats = build_deliverer(database, team_sink=surface, reply_sink=replies).drain(max_wait=0)
+        sink = build_reply_sink(load_settings(environ=REPLY_ENVIRON), database)
+        x.route(sink.sinks["x"].client.session)  # type: ignore[attr-defined]
+        stats = build_deliverer(database, team_sink=surface, reply_sink=sink).drain(max_wait=0)
         assert len(x.calls("/2/tweets", "POST")) == 1  # refused for good: not tried again
-    assert (stats.failed, x.created) == (1, [])
+        assert x.created == []
+    if not threaded_first:
+        _pipeline(database, playbooks).process_pending()
+    return ts, stats
+
+
+def _awaiting(database: Database) -> tuple[str, datetime | None, str]:
+    """The one conversation's state and first response time, and its SLA timer's state."""
+    with database.transaction() as session:
+        conversation = session.scalars(select(Conversation)).one()
+        timer = session.scalars(select(SlaTimer)).one()
+        return conversation.state, conversation.first_response_at, timer.state
+
+
+def test_a_reply_x_refuses_is_reported_to_the_agent_and_the_customer_awaits_an_answer_again(
+    database: Database,
+    playbooks: Path,
+    slack: tuple[str, SlackState],
+    earful: Earful,
+    env: dict[str, str],
+) -> None:
+    """X refuses the reply (403): the card already said Replied, so the agent is pinged in the
+    card's thread with X's reason and their words; nothing is retried. The conversation awaits
+    a response again, its SLA timer running, and the reply is marked not delivered."""
+    url, state = slack
+    ts, stats = _send_refused_reply(database, playbooks, url, state, threaded_first=True)
+    assert stats.failed == 1
 
     notice = [c for c in state.posts() if c.body.get("thread_ts") == ts]
     assert len(notice) == 1, [c.body for c in state.posts()]
@@ -349,6 +382,56 @@ def test_a_reply_x_refuses_is_reported_to_the_agent_in_the_card_thread(
         kinds = dict(session.execute(select(OutboxRow.kind, OutboxRow.state)).all())
     assert kinds[effects.REPLY] == "failed"  # still listed by `earful outbox failed`
     assert kinds[effects.REPLY_FAILED] == "delivered"
+
+    # The customer has no answer: back in the queue, no first response, the timer resumed.
+    assert _awaiting(database) == ("new", None, "pending")
+    # The contact history says the reply was not delivered; the suggester does not learn it.
+    with database.transaction() as session:
+        reply = session.scalars(
+            select(InteractionRow).where(InteractionRow.direction == Direction.OUTBOUND.value)
+        ).one()
+        assert reply.undelivered is not None
+        assert reply.undelivered.startswith("X refused the reply: X answered 403 Forbidden")
+        assert replies.past_replies(session) == []
+    workbench = Workbench(database=database, clock=Clock(T0 + timedelta(minutes=5)))
+    (found,) = Queues(database=database, workbench=workbench).find("dana_cole")
+    assert found.snapshot.outbound_count == 0
+    assert "→ out (not delivered) " in contact_text(found)
+
+    # `earful outbox retry` sends it again: responded and counted, unless it fails again.
+    result = earful("outbox", "retry", "--kind", "reply", "--database", database.url, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "1 failed effect(s) queued again" in result.stdout
+    with database.transaction() as session:
+        reply = session.scalars(
+            select(InteractionRow).where(InteractionRow.direction == Direction.OUTBOUND.value)
+        ).one()
+        assert reply.undelivered is None
+        state_of = dict(session.execute(select(OutboxRow.kind, OutboxRow.state)).all())
+    assert state_of[effects.REPLY] == "pending"
+    conversation_state, first_response, timer_state = _awaiting(database)
+    assert (conversation_state, timer_state) == ("responded", "cancelled")
+    assert first_response is not None
+    (found,) = Queues(database=database, workbench=workbench).find("dana_cole")
+    assert found.snapshot.outbound_count == 1
+    assert "• → out 2026-11-04 x: “Hi Dana" in contact_text(found)
+
+
+def test_a_reply_refused_before_the_pipeline_logs_it_never_marks_the_conversation_responded(
+    database: Database, playbooks: Path, slack: tuple[str, SlackState]
+) -> None:
+    """Delivery can beat the pipeline: the reply fails first, then is threaded, and the
+    conversation is never marked responded."""
+    url, state = slack
+    _, stats = _send_refused_reply(database, playbooks, url, state, threaded_first=False)
+    assert stats.failed == 1
+    assert _awaiting(database) == ("new", None, "pending")
+    with database.transaction() as session:
+        reply = session.scalars(
+            select(InteractionRow).where(InteractionRow.direction == Direction.OUTBOUND.value)
+        ).one()
+        assert reply.conversation_id is not None  # threaded, shown in the history
+        assert reply.undelivered is not None
 
 
 def test_a_reply_over_the_platform_limit_is_refused_in_the_form(
