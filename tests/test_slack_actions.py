@@ -350,6 +350,14 @@ def _send_refused_reply(
     return ts, stats
 
 
+def _the_reply(database: Database) -> InteractionRow:
+    """The one outbound interaction: the agent's reply."""
+    with database.transaction() as session:
+        return session.scalars(
+            select(InteractionRow).where(InteractionRow.direction == Direction.OUTBOUND.value)
+        ).one()
+
+
 def _awaiting(database: Database) -> tuple[str, datetime | None, str]:
     """The one conversation's state and first response time, and its SLA timer's state."""
     with database.transaction() as session:
@@ -386,12 +394,10 @@ def test_a_reply_x_refuses_is_reported_to_the_agent_and_the_customer_awaits_an_a
     # The customer has no answer: back in the queue, no first response, the timer resumed.
     assert _awaiting(database) == ("new", None, "pending")
     # The contact history says the reply was not delivered; the suggester does not learn it.
+    undelivered = _the_reply(database).undelivered
+    assert undelivered is not None
+    assert undelivered.startswith("X refused the reply: X answered 403 Forbidden")
     with database.transaction() as session:
-        reply = session.scalars(
-            select(InteractionRow).where(InteractionRow.direction == Direction.OUTBOUND.value)
-        ).one()
-        assert reply.undelivered is not None
-        assert reply.undelivered.startswith("X refused the reply: X answered 403 Forbidden")
         assert replies.past_replies(session) == []
     workbench = Workbench(database=database, clock=Clock(T0 + timedelta(minutes=5)))
     (found,) = Queues(database=database, workbench=workbench).find("dana_cole")
@@ -402,11 +408,8 @@ def test_a_reply_x_refuses_is_reported_to_the_agent_and_the_customer_awaits_an_a
     result = earful("outbox", "retry", "--kind", "reply", "--database", database.url, env=env)
     assert result.returncode == 0, result.stderr
     assert "1 failed effect(s) queued again" in result.stdout
+    assert _the_reply(database).undelivered is None
     with database.transaction() as session:
-        reply = session.scalars(
-            select(InteractionRow).where(InteractionRow.direction == Direction.OUTBOUND.value)
-        ).one()
-        assert reply.undelivered is None
         state_of = dict(session.execute(select(OutboxRow.kind, OutboxRow.state)).all())
     assert state_of[effects.REPLY] == "pending"
     conversation_state, first_response, timer_state = _awaiting(database)
@@ -426,12 +429,9 @@ def test_a_reply_refused_before_the_pipeline_logs_it_never_marks_the_conversatio
     _, stats = _send_refused_reply(database, playbooks, url, state, threaded_first=False)
     assert stats.failed == 1
     assert _awaiting(database) == ("new", None, "pending")
-    with database.transaction() as session:
-        reply = session.scalars(
-            select(InteractionRow).where(InteractionRow.direction == Direction.OUTBOUND.value)
-        ).one()
-        assert reply.conversation_id is not None  # threaded, shown in the history
-        assert reply.undelivered is not None
+    reply = _the_reply(database)
+    assert reply.conversation_id is not None  # threaded, shown in the history
+    assert reply.undelivered is not None
 
 
 def test_a_reply_over_the_platform_limit_is_refused_in_the_form(
@@ -790,7 +790,7 @@ def test_correct_labels_stores_a_correction_and_exports_it(
     database: Database,
     playbooks: Path,
     slack: tuple[str, SlackState],
-    earful: Any,
+    earful: Earful,
     env: dict[str, str],
     tmp_path: Path,
 ) -> None:
