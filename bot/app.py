@@ -27,7 +27,7 @@ from handlers.reply_log import LoggedReplies
 from handlers.ticket_webhook import TicketWebhook
 from playbooks.engine import PlaybookDecider
 from playbooks.loader import load_playbooks
-from storage import conversations, outbox, replies
+from storage import outbox, replies
 from storage.database import Database
 from storage.outbox import Effect
 
@@ -205,9 +205,7 @@ def reply_undelivered(session: Session, failed: Effect, reason: str, at: datetim
     told in the card's thread (the card says Replied)."""
     interaction_id = failed.payload.get("interaction_id")
     if isinstance(interaction_id, int):
-        conversation_id = replies.record_undelivered(session, interaction_id, reason)
-        if conversation_id is not None:
-            conversations.reopen_unanswered(session, conversation_id, at=at)
+        replies.record_undelivered(session, interaction_id, reason, at=at)
     outbox.enqueue_all(session, [effects.reply_failed(failed, reason)], at=at)
 
 

@@ -55,7 +55,7 @@ from handlers.file_import import parse_column_map, read_file, read_jsonl, read_t
 from handlers.slack_blocks import Block, card_heads, card_in
 from handlers.slack_stub import SlackState, channel_ids, playbook_channels
 from handlers.slack_stub import slack_stub as start_slack_stub
-from storage import audit, contacts, conversations, corrections, outbox, replies, sla, status
+from storage import audit, contacts, corrections, outbox, replies, sla, status
 from storage.database import Database
 from storage.outbox import Effect
 
@@ -908,13 +908,12 @@ def outbox_retry(
         db = open_database(_settings(database))
         with db.transaction() as session:
             retried = outbox.retry_failed(session, at=now_utc(), kind=kind)
-            # A reply back in line is sent again: its conversation is responded, as when the
-            # agent first sent it; if it fails again, it is reopened again.
-            resent = replies.clear_undelivered(
+            # A reply back in line is sent again; if it fails again, it is reopened again.
+            replies.clear_undelivered(
                 session,
                 [e.payload["interaction_id"] for e in retried if e.kind == effects.REPLY],
+                at=now_utc(),
             )
-            conversations.responded_again(session, resent, at=now_utc())
             count = len(retried)
             audit.record(
                 session,

@@ -264,7 +264,14 @@ class Pipeline:
                 )
             )
             customer_ids = [next(resolved) if is_in else None for is_in in inbound]
-            threads = conversations.attach_all(session, mentions, customer_ids, at=now)
+            threads = conversations.attach_all(
+                session,
+                mentions,
+                customer_ids,
+                at=now,
+                # Replies whose delivery failed before they were threaded are no answer.
+                undelivered={row.external_id for row in rows.values() if row.undelivered},
+            )
             history = contacts.snapshots(
                 session, customer_ids, excluding=[job.interaction_id for job in jobs]
             )

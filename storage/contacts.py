@@ -151,34 +151,16 @@ def snapshots(
         .outerjoin(Organisation, Organisation.id == Contact.organisation_id)
         .where(Contact.id.in_(ids))
     ).all()
-    # Inbound: the contact's own messages. Outbound: the replies in their conversations that
-    # reached the platform (a reply is logged to the conversation, not to a contact).
-    inbound_counts = {
-        cid: int(n)
-        for cid, n in session.execute(
-            select(InteractionRow.contact_id, func.count())
+    counts: dict[tuple[int, str], int] = {
+        (cid, direction): n
+        for cid, direction, n in session.execute(
+            select(InteractionRow.contact_id, InteractionRow.direction, func.count())
             .where(
                 InteractionRow.contact_id.in_(ids),
-                InteractionRow.direction == Direction.INBOUND.value,
                 InteractionRow.id.not_in(excluding),
+                InteractionRow.undelivered.is_(None),  # a reply the platform never got
             )
-            .group_by(InteractionRow.contact_id)
-        ).tuples()
-        if cid is not None
-    }
-    outbound_counts = {
-        cid: int(n)
-        for cid, n in session.execute(
-            select(Conversation.contact_id, func.count())
-            .select_from(InteractionRow)
-            .join(Conversation, InteractionRow.conversation_id == Conversation.id)
-            .where(
-                Conversation.contact_id.in_(ids),
-                InteractionRow.direction == Direction.OUTBOUND.value,
-                InteractionRow.undelivered.is_(None),
-                InteractionRow.id.not_in(excluding),
-            )
-            .group_by(Conversation.contact_id)
+            .group_by(InteractionRow.contact_id, InteractionRow.direction)
         ).tuples()
         if cid is not None
     }
@@ -206,8 +188,8 @@ def snapshots(
             lifetime_value=contact.lifetime_value,
             last_order_date=contact.last_order_date,
             order_count=contact.order_count,
-            inbound_count=inbound_counts.get(contact.id, 0),
-            outbound_count=outbound_counts.get(contact.id, 0),
+            inbound_count=counts.get((contact.id, Direction.INBOUND.value), 0),
+            outbound_count=counts.get((contact.id, Direction.OUTBOUND.value), 0),
             past_positive=sentiments[contact.id]["positive"],
             past_neutral=sentiments[contact.id]["neutral"],
             past_negative=sentiments[contact.id]["negative"],

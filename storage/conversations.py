@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from sqlalchemy import select
@@ -61,6 +61,7 @@ def attach_all(
     contact_ids: Sequence[int | None],
     *,
     at: datetime,
+    undelivered: Collection[str] = (),
 ) -> list[Conversation]:
     """The conversation of each mention, in order, opened where needed, with its activity recorded.
 
@@ -69,8 +70,9 @@ def attach_all(
     lands in the same thread; else the mention's own id. An inbound message puts an answered,
     resolved or dismissed conversation back in the queue (to its assignee if it has one); an
     outbound reply marks it responded, stamping the first response time from the reply itself,
-    unless its delivery already failed for good (`reopen_unanswered`). ``contact_ids`` is the
-    customer of each inbound mention (ignored for outbound ones).
+    unless its id is in ``undelivered``: its delivery already failed for good
+    (`reopen_unanswered`). ``contact_ids`` is the customer of each inbound mention (ignored for
+    outbound ones).
     """
     threads = _parent_threads(session, mentions)
     keys: list[tuple[str, str]] = []
@@ -90,7 +92,6 @@ def attach_all(
             select(Conversation).where(Conversation.thread_key.in_({key for _, key in keys}))
         )
     }
-    undelivered = _undelivered(session, mentions)
     result: list[Conversation] = []
     for mention, contact_id, (platform, key) in zip(mentions, contact_ids, keys, strict=True):
         inbound = mention.direction == Direction.INBOUND
@@ -110,26 +111,11 @@ def attach_all(
         elif conversation.contact_id is None and inbound:
             conversation.contact_id = contact_id
         conversation.last_activity_at = max(conversation.last_activity_at, mention.created_at)
-        if (platform, mention.external_id) not in undelivered:
+        if mention.external_id not in undelivered:
             _record_activity(session, conversation, mention, at=at)
         result.append(conversation)
     session.flush()
     return result
-
-
-def _undelivered(session: Session, mentions: Sequence[Mention]) -> set[tuple[str, str]]:
-    """(platform, id) of the outbound replies among ``mentions`` that never reached the platform
-    (their delivery can fail before the pipeline threads them)."""
-    ids = {m.external_id for m in mentions if m.direction == Direction.OUTBOUND}
-    if not ids:
-        return set()
-    return set(
-        session.execute(
-            select(InteractionRow.platform, InteractionRow.external_id).where(
-                InteractionRow.external_id.in_(ids), InteractionRow.undelivered.is_not(None)
-            )
-        ).tuples()
-    )
 
 
 def reopen_unanswered(session: Session, conversation_id: int, *, at: datetime) -> bool:

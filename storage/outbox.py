@@ -156,17 +156,11 @@ def mark_failed(session: Session, effect: Effect, error: str) -> None:
 
 def retry_failed(session: Session, *, at: datetime, kind: str | None = None) -> list[Effect]:
     """Put failed effects (of ``kind``, if given) back in line, due now; return them."""
-    query = select(OutboxRow).where(OutboxRow.state == "failed").order_by(OutboxRow.id)
+    stmt = update(OutboxRow).where(OutboxRow.state == "failed")
     if kind is not None:
-        query = query.where(OutboxRow.kind == kind)
-    retried = [_effect(row) for row in session.scalars(query)]
-    if retried:
-        session.execute(
-            update(OutboxRow)
-            .where(OutboxRow.id.in_([effect.id for effect in retried]))
-            .values(state="pending", attempts=0, next_attempt_at=at)
-        )
-    return retried
+        stmt = stmt.where(OutboxRow.kind == kind)
+    stmt = stmt.values(state="pending", attempts=0, next_attempt_at=at).returning(OutboxRow)
+    return [_effect(row) for row in session.scalars(stmt)]
 
 
 def failed(session: Session) -> list[tuple[int, str, str, str | None]]:

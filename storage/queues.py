@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, distinct, func, or_, select
+from sqlalchemy import distinct, func, or_, select
 from sqlalchemy.orm import Session
 
 from bot import effects
@@ -320,7 +320,7 @@ class HistoryEntry:
     platform: str
     created_at: datetime
     text: str
-    undelivered: str | None = None  # a reply the platform never got: why
+    undelivered: str | None  # a reply the platform never got: why
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,7 +349,7 @@ def find_contacts(session: Session, query: str, *, limit: int = 3) -> list[int]:
 
 
 def history(session: Session, contact_id: int, *, recent: int = 5) -> ContactHistory:
-    """A contact's identities and newest ``recent`` messages, with the replies sent to them."""
+    """A contact's identities and newest ``recent`` messages."""
     identities = tuple(
         (kind, handle or user_id or "")
         for kind, handle, user_id in session.execute(
@@ -368,18 +368,7 @@ def history(session: Session, contact_id: int, *, recent: int = 5) -> ContactHis
                 InteractionRow.text,
                 InteractionRow.undelivered,
             )
-            .where(
-                or_(
-                    InteractionRow.contact_id == contact_id,
-                    # The replies in their conversations (logged to the conversation only).
-                    and_(
-                        InteractionRow.direction == "outbound",
-                        InteractionRow.conversation_id.in_(
-                            select(Conversation.id).where(Conversation.contact_id == contact_id)
-                        ),
-                    ),
-                )
-            )
+            .where(InteractionRow.contact_id == contact_id)
             .order_by(InteractionRow.created_at.desc(), InteractionRow.id.desc())
             .limit(recent)
         ).tuples()

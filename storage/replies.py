@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
+from storage import conversations
 from storage.schema import InteractionRow
 
 # The external id of a reply Earful stored before the platform gave it one of its own.
@@ -78,24 +80,23 @@ def record_posted(session: Session, interaction_id: int, external_id: str, url: 
     return True
 
 
-def record_undelivered(session: Session, interaction_id: int, reason: str) -> int | None:
-    """A reply Earful logged never reached the platform, for good: keep why, so that the
-    contact history does not count it as sent and the suggester does not learn from it.
-
-    Returns the reply's conversation (None while the pipeline has not threaded it yet).
-    """
+def record_undelivered(session: Session, interaction_id: int, reason: str, *, at: datetime) -> None:
+    """A reply Earful logged never reached the platform, for good: keep why (the contact
+    history shows it, the counts and the suggester leave it out), and its conversation awaits a
+    response again (`conversations.reopen_unanswered`), if the pipeline has threaded it yet."""
     row = session.get(InteractionRow, interaction_id)
     if row is None or row.direction != "outbound":
-        return None
+        return
     row.undelivered = reason[:500]
-    return row.conversation_id
+    if row.conversation_id is not None:
+        conversations.reopen_unanswered(session, row.conversation_id, at=at)
 
 
-def clear_undelivered(session: Session, interaction_ids: Sequence[int]) -> list[int]:
-    """These replies are on their way again (`earful outbox retry`); returns the conversations
-    of those that had been marked undelivered."""
+def clear_undelivered(session: Session, interaction_ids: Sequence[int], *, at: datetime) -> None:
+    """These replies are on their way again (`earful outbox retry`): no longer undelivered,
+    and their conversations responded, as when the agent first sent them."""
     if not interaction_ids:
-        return []
+        return
     rows = session.scalars(
         select(InteractionRow).where(
             InteractionRow.id.in_(interaction_ids), InteractionRow.undelivered.is_not(None)
@@ -103,4 +104,6 @@ def clear_undelivered(session: Session, interaction_ids: Sequence[int]) -> list[
     ).all()
     for row in rows:
         row.undelivered = None
-    return sorted({row.conversation_id for row in rows if row.conversation_id is not None})
+    conversations.responded_again(
+        session, [row.conversation_id for row in rows if row.conversation_id is not None], at=at
+    )
