@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
-from bot import effects
+from bot import effects, workbench
 from bot.config import Settings
 from bot.delivery import Deliverer, PlatformReplies, Sink
 from bot.errors import ConfigError
@@ -201,12 +201,20 @@ def build_deliverer(
 
 def reply_undelivered(session: Session, failed: Effect, reason: str, at: datetime) -> None:
     """A reply failed for good: the contact history says it was not delivered, the
-    conversation awaits a response again (its SLA timer resumes), and the agent who sent it is
-    told in the card's thread (the card says Replied)."""
+    conversation awaits a response again (its SLA timer resumes), the card it was sent from
+    says so, and the agent who sent it is told in the card's thread."""
     interaction_id = failed.payload.get("interaction_id")
-    if isinstance(interaction_id, int):
-        replies.record_undelivered(session, interaction_id, reason, at=at)
-    outbox.enqueue_all(session, [effects.reply_failed(failed, reason)], at=at)
+    reopened = isinstance(interaction_id, int) and replies.record_undelivered(
+        session, interaction_id, reason, at=at
+    )
+    outbox.enqueue_all(
+        session,
+        [
+            *workbench.reply_undelivered_status(session, failed, reopened=reopened),
+            effects.reply_failed(failed, reason),
+        ],
+        at=at,
+    )
 
 
 def build(

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from bot import effects
+from bot import effects, workbench
 from bot.app import (
     build,
     build_classifier,
@@ -909,9 +909,13 @@ def outbox_retry(
         with db.transaction() as session:
             retried = outbox.retry_failed(session, at=now_utc(), kind=kind)
             # A reply back in line is sent again; if it fails again, it is reopened again.
+            sent_again = [e for e in retried if e.kind == effects.REPLY]
             replies.clear_undelivered(
+                session, [e.payload["interaction_id"] for e in sent_again], at=now_utc()
+            )
+            outbox.enqueue_all(
                 session,
-                [e.payload["interaction_id"] for e in retried if e.kind == effects.REPLY],
+                [s for e in sent_again for s in workbench.reply_retried_status(session, e)],
                 at=now_utc(),
             )
             count = len(retried)

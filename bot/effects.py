@@ -61,26 +61,33 @@ def reply(
     in_reply_to: str,
     text: str,
     agent: str,
+    card: tuple[int, str, str] | None = None,
 ) -> Effect:
     """Post an agent's reply on the source, under the customer's message (``agent``: who
-    sent it, as the interaction log names them, e.g. ``slack:U0AGENT``)."""
+    sent it, as the interaction log names them, e.g. ``slack:U0AGENT``; ``card``: the card it
+    was sent from, as its interaction id, channel and message ts, whose status tells of a
+    failure)."""
+    payload: dict[str, Any] = {
+        "interaction_id": interaction_id,
+        "conversation_id": conversation_id,
+        "platform": platform,
+        "in_reply_to": in_reply_to,
+        "text": text,
+        "agent": agent,
+    }
+    if card is not None:
+        payload["card"] = {"id": card[0], "channel": card[1], "ts": card[2]}
     return {
         "idempotency_key": f"{REPLY}:{interaction_id}",
         "kind": REPLY,
         "ordering_key": f"conversation:{conversation_id}",
-        "payload": {
-            "interaction_id": interaction_id,
-            "platform": platform,
-            "in_reply_to": in_reply_to,
-            "text": text,
-            "agent": agent,
-        },
+        "payload": payload,
     }
 
 
 def reply_failed(failed: OutboxEffect, reason: str) -> Effect:
     """Tell the team, in the conversation's thread, that a reply never reached the customer
-    (the platform refused it, or it could not be sent for a day): the card said "Replied"."""
+    (the platform refused it, or it could not be sent for a day)."""
     payload = failed.payload
     return {
         # Enqueued with the failure in one transaction; each failure (also after `earful

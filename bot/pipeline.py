@@ -264,13 +264,18 @@ class Pipeline:
                 )
             )
             customer_ids = [next(resolved) if is_in else None for is_in in inbound]
+            # Replies whose delivery failed before they were threaded are no answer; read under
+            # a lock, so that a failure recorded now either is seen here or sees the thread.
+            failed = replies.failed_for_good(
+                session,
+                [job.interaction_id for job, is_in in zip(jobs, inbound, strict=True) if not is_in],
+            )
             threads = conversations.attach_all(
                 session,
                 mentions,
                 customer_ids,
                 at=now,
-                # Replies whose delivery failed before they were threaded are no answer.
-                undelivered={row.external_id for row in rows.values() if row.undelivered},
+                undelivered={rows[i].external_id for i in failed},
             )
             history = contacts.snapshots(
                 session, customer_ids, excluding=[job.interaction_id for job in jobs]

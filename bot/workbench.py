@@ -40,6 +40,7 @@ from storage import audit, corrections, ingest, outbox, replies, sla
 from storage.codec import interaction_from_json
 from storage.conversations import transition
 from storage.database import Database
+from storage.outbox import Effect as OutboxEffect
 from storage.schema import Conversation, InteractionRow, OutboxRow
 
 
@@ -160,6 +161,39 @@ def _card_payload(session: Session, interaction_id: int) -> dict[str, Any] | Non
             OutboxRow.idempotency_key == f"{effects.CARD}:{interaction_id}"
         )
     )
+
+
+def reply_undelivered_status(
+    session: Session, reply: OutboxEffect, *, reopened: bool
+) -> list[effects.Effect]:
+    """The status of the card a reply that failed for good was sent from (none if it was sent
+    from no card): not delivered, and awaiting a response if its conversation was reopened."""
+    status = f"Reply by {_sender(reply)} not delivered"
+    if reopened:
+        status += ": awaiting a response"
+    return _reply_card_status(session, reply, status)
+
+
+def reply_retried_status(session: Session, reply: OutboxEffect) -> list[effects.Effect]:
+    """The status of the card a failed reply was sent from, once it is queued again."""
+    return _reply_card_status(session, reply, f"Replied by {_sender(reply)} (sent again)")
+
+
+def _sender(reply: OutboxEffect) -> str:
+    agent = str(reply.payload.get("agent") or "")
+    return f"<@{agent.removeprefix('slack:')}>" if agent.startswith("slack:") else "an agent"
+
+
+def _reply_card_status(session: Session, reply: OutboxEffect, status: str) -> list[effects.Effect]:
+    card, conversation_id = reply.payload.get("card"), reply.payload.get("conversation_id")
+    if not isinstance(card, dict) or not isinstance(conversation_id, int):
+        return []  # queued before replies named their card
+    posted = _card_payload(session, int(card["id"]))
+    if posted is None:
+        return []
+    return [
+        effects.card_status(posted, conversation_id, status, str(card["channel"]), str(card["ts"]))
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,6 +347,7 @@ class Workbench:
                         in_reply_to=row.external_id,
                         text=outbound.text,
                         agent=f"slack:{agent}",
+                        card=(interaction_id, message.channel, message.ts),
                     ),
                     effects.card_status(
                         card, row.conversation_id, status, message.channel, message.ts

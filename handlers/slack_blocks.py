@@ -416,8 +416,8 @@ def reply_failed_text(payload: dict[str, Any]) -> str:
     text = "\n".join(f">{line}" for line in escape(str(payload.get("text") or "")).splitlines())
     return (
         f":warning: {who}, your reply did not go out on {platform} as sent, and Earful will not "
-        f"send it again: {escape(str(payload.get('reason') or 'no reason given'))}. The card "
-        f"says Replied: check that the customer has an answer.\n{text}"
+        f"send it again: {escape(str(payload.get('reason') or 'no reason given'))}. Check that "
+        f"the customer has an answer.\n{text}"
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, aliased
 
 from storage import conversations
@@ -80,16 +80,42 @@ def record_posted(session: Session, interaction_id: int, external_id: str, url: 
     return True
 
 
-def record_undelivered(session: Session, interaction_id: int, reason: str, *, at: datetime) -> None:
+def record_undelivered(session: Session, interaction_id: int, reason: str, *, at: datetime) -> bool:
     """A reply Earful logged never reached the platform, for good: keep why (the contact
     history shows it, the counts and the suggester leave it out), and its conversation awaits a
-    response again (`conversations.reopen_unanswered`), if the pipeline has threaded it yet."""
-    row = session.get(InteractionRow, interaction_id)
-    if row is None or row.direction != "outbound":
-        return
-    row.undelivered = reason[:500]
-    if row.conversation_id is not None:
-        conversations.reopen_unanswered(session, row.conversation_id, at=at)
+    response again (`conversations.reopen_unanswered`), if the pipeline has threaded it yet.
+    Returns whether the conversation was reopened.
+
+    The mark and the read of the reply's conversation are one statement, which waits for a
+    pipeline threading the reply at this moment (`failed_for_good`): either this sees the
+    thread, or the pipeline sees the mark.
+    """
+    conversation_id = session.scalar(
+        update(InteractionRow)
+        .where(InteractionRow.id == interaction_id, InteractionRow.direction == "outbound")
+        .values(undelivered=reason[:500])
+        .returning(InteractionRow.conversation_id)
+        .execution_options(synchronize_session=False)
+    )
+    if conversation_id is None:
+        return False
+    return conversations.reopen_unanswered(session, conversation_id, at=at)
+
+
+def failed_for_good(session: Session, interaction_ids: Sequence[int]) -> set[int]:
+    """Which of these replies failed for good (`record_undelivered`), read with a write lock on
+    their rows held to the end of the transaction (a no-op update: PostgreSQL locks the rows,
+    SQLite the database), so that a failure recorded meanwhile waits for the threading."""
+    if not interaction_ids:
+        return set()
+    rows = session.execute(
+        update(InteractionRow)
+        .where(InteractionRow.id.in_(interaction_ids))
+        .values(undelivered=InteractionRow.undelivered)
+        .returning(InteractionRow.id, InteractionRow.undelivered)
+        .execution_options(synchronize_session=False)
+    )
+    return {row_id for row_id, reason in rows if reason is not None}
 
 
 def clear_undelivered(session: Session, interaction_ids: Sequence[int], *, at: datetime) -> None:

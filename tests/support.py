@@ -1,11 +1,16 @@
-"""Test doubles shared by the pipeline-level tests (not mocks of Earful's own functions)."""
+"""Test doubles shared by the pipeline-level tests (not mocks of Earful's own functions), and
+what they read back."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
 
+from sqlalchemy import select
+
 from bot.models import Classification, ContactSnapshot, Mention, Score
+from storage.database import Database
+from storage.schema import Conversation, SlaTimer
 
 
 class TextLabels:
@@ -29,6 +34,14 @@ class TextLabels:
                 )
             )
         return results
+
+
+def awaiting(database: Database) -> tuple[str, datetime | None, str]:
+    """The one conversation's state and first response time, and its one SLA timer's state."""
+    with database.transaction() as session:
+        conversation = session.scalars(select(Conversation)).one()
+        timer = session.scalars(select(SlaTimer)).one()
+        return conversation.state, conversation.first_response_at, timer.state
 
 
 class Clock:

@@ -32,7 +32,7 @@ from slack_standin import (
     slack_standin,
 )
 from sqlalchemy import select
-from support import PLAYBOOKS, Clock, TextLabels
+from support import PLAYBOOKS, Clock, TextLabels, awaiting
 from x_standin import REPLY_ENVIRON, Answer, XStandin, fixture
 
 from bot import effects
@@ -358,12 +358,14 @@ def _the_reply(database: Database) -> InteractionRow:
         ).one()
 
 
-def _awaiting(database: Database) -> tuple[str, datetime | None, str]:
-    """The one conversation's state and first response time, and its SLA timer's state."""
-    with database.transaction() as session:
-        conversation = session.scalars(select(Conversation)).one()
-        timer = session.scalars(select(SlaTimer)).one()
-        return conversation.state, conversation.first_response_at, timer.state
+def _last_status(state: SlackState, ts: str) -> str:
+    """The status line of the card's latest update (its context block)."""
+    updates = [c.body for c in state.calls if c.method == "chat.update" and c.body["ts"] == ts]
+    assert updates, "the card was not updated"
+    blocks = updates[-1]["blocks"]
+    blocks = json.loads(blocks) if isinstance(blocks, str) else blocks
+    (status,) = [b for b in blocks if str(b.get("block_id", "")).endswith(".status")]
+    return str(status["elements"][0]["text"]).strip("*")
 
 
 def test_a_reply_x_refuses_is_reported_to_the_agent_and_the_customer_awaits_an_answer_again(
@@ -390,9 +392,11 @@ def test_a_reply_x_refuses_is_reported_to_the_agent_and_the_customer_awaits_an_a
         kinds = dict(session.execute(select(OutboxRow.kind, OutboxRow.state)).all())
     assert kinds[effects.REPLY] == "failed"  # still listed by `earful outbox failed`
     assert kinds[effects.REPLY_FAILED] == "delivered"
+    # The card it was sent from, which said Replied, says so too.
+    assert _last_status(state, ts) == "Reply by <@U0AGENT> not delivered: awaiting a response"
 
     # The customer has no answer: back in the queue, no first response, the timer resumed.
-    assert _awaiting(database) == ("new", None, "pending")
+    assert awaiting(database) == ("new", None, "pending")
     # The contact history says the reply was not delivered; the suggester does not learn it.
     undelivered = _the_reply(database).undelivered
     assert undelivered is not None
@@ -412,12 +416,16 @@ def test_a_reply_x_refuses_is_reported_to_the_agent_and_the_customer_awaits_an_a
     with database.transaction() as session:
         state_of = dict(session.execute(select(OutboxRow.kind, OutboxRow.state)).all())
     assert state_of[effects.REPLY] == "pending"
-    conversation_state, first_response, timer_state = _awaiting(database)
+    conversation_state, first_response, timer_state = awaiting(database)
     assert (conversation_state, timer_state) == ("responded", "cancelled")
     assert first_response is not None
     (found,) = Queues(database=database, workbench=workbench).find("dana_cole")
     assert found.snapshot.outbound_count == 1
     assert "• → out 2026-11-04 x: “Hi Dana" in contact_text(found)
+    sent = LoggedReplies()
+    deliver_cards(database, url, extra={effects.REPLY: sent})
+    assert [e.payload["interaction_id"] for e in sent.sent] == [_the_reply(database).id]
+    assert _last_status(state, ts) == "Replied by <@U0AGENT> (sent again)"
 
 
 def test_a_reply_refused_before_the_pipeline_logs_it_never_marks_the_conversation_responded(
@@ -428,7 +436,7 @@ def test_a_reply_refused_before_the_pipeline_logs_it_never_marks_the_conversatio
     url, state = slack
     _, stats = _send_refused_reply(database, playbooks, url, state, threaded_first=False)
     assert stats.failed == 1
-    assert _awaiting(database) == ("new", None, "pending")
+    assert awaiting(database) == ("new", None, "pending")
     reply = _the_reply(database)
     assert reply.conversation_id is not None  # threaded, shown in the history
     assert reply.undelivered is not None
