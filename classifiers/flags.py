@@ -27,11 +27,13 @@ _FOREIGN = (
 # Security: who gets into an account, what they do there, and the codes and messages involved.
 _SOMEONE = (
     r"(someone|somebody|some one|some1|a stranger|strangers|a hacker|hackers|scammers?"
-    r"|fraudsters?|a third party|another person)( else)?"
+    r"|fraudsters?|a third party|another person|whoever|some (random )?(asshole|idiot|guy|person"
+    r"|dude|random))( else)?"
 )
 _AUX = (
-    r"( (has|have|had|must have|might have|may have|could have|is|was|keeps|kept|keep|just"
-    r"|somehow|still|been|is still|was able to|managed to|is trying to|keeps trying to|tried to))*"
+    r"( (has|have|had|must have|might have|may have|could have|can|could|is|was|keeps|kept"
+    r"|keep|just|somehow|still|been|is still|was able to|managed to|is trying to|keeps trying to"
+    r"|tried to))*"
 )
 _INTRUDES = (
     r"((logged|logging|log|signed|signing|sign) (in|into|in to|on|onto)"
@@ -203,6 +205,12 @@ PATTERNS: Mapping[str, tuple[str, ...]] = {
         r"hijack(ed|ing)?",
         rf"{_SOMEONE}{_AUX} {_INTRUDES}",
         r"(took|take|taken|taking|takes) over (my|our|his|her|their) (\w+ )?account",
+        r"(my|our) (\w+ )?account (got|gotten|was|has been|had been|been|is) (took|taken|stolen"
+        r"|hijacked)(?! (off|out|down|away|to|into|from|for))",
+        rf"{_SOMEONE}( (is|was|keeps|kept))?( still| always| now)?( a)? (accessing|using|playing on"
+        r"|logged (in|into|on)|logging (in|into|on)) (it|everything|my|our)",
+        r"(random|unknown|strange|unrecogni[sz]ed|another) (device|person|user)s?( \w+){0,2} "
+        r"(taking over|took over|logged in|logging in|playing on|using my)",
         r"account (\w+ ){0,2}(taken|took) over",
         r"account take.?over",
         r"(hacked|broke|broken|breaking|hacking) into (my|our|his|her|their|your|the)",
@@ -292,6 +300,14 @@ PATTERNS: Mapping[str, tuple[str, ...]] = {
         r"|somebody|a stranger|strangers|scammers|fraudsters)|fraudulently|in (another|a different)"
         r" (country|state|city))",
         r"theft",
+        r"cyber.?crimes?",
+        r"account security",
+        rf"(charg\w*|billed|billing|deduct\w*|money)( \w+){{0,8}} (i|we) (don{_AP}t|do not) have "
+        r"(an? |any )?(\w+ )?(account|subscription)",
+        rf"(i|we) (don{_AP}t|do not) have (an? |any )?(\w+ )?account(,? \w+){{0,6}} (charg\w*|money"
+        r"|billed|bank)",
+        r"(card|bank|payment) (info|information|details)( \w+){0,3} without (my|our) (consent"
+        r"|permission|authori[sz]ation|knowledge)",
         r"identity (theft|fraud)",
         r"sim (swap|swapped|hijack\w*)",
         r"(number|phone number|sim) (was |has been |got )?(ported|transferred|swapped) (out )?"

@@ -18,6 +18,10 @@ from classifiers.flags import risk_flags
         "someone keeps trying to log into my account",
         "someone is using my Netflix account in another country",
         "somebody accessed my account and ordered a PS5 to a different address",
+        "my gaming account got taken last night, please help me get it back",
+        "somebody is still accessing everything even after the reset",
+        "some random guy can log into my account whenever he likes",
+        "an unknown device keeps taking over my playlists",
         "someone has my password, they keep changing my settings",
         "my account was compromised and now I can't log in",
         "my account got hijacked overnight",
@@ -63,6 +67,10 @@ from classifiers.flags import risk_flags
         "my card was cloned after I paid at your petrol station",
         "someone ordered 6 gift cards with my saved card last night",
         "I never authorised this payment of £89",
+        "you keep charging my card every month and I don't have an account",
+        "I don't have an account with you, so why is money leaving my bank?",
+        "how did you get my card details without my consent?",
+        "I lost savings to a cyber crime on your marketplace",
     ],
 )
 def test_raises_security(text: str) -> None:
@@ -115,6 +123,11 @@ def test_raises_security(text: str) -> None:
         "the ceiling has been dripping since the leak last week",
         "the quality has really been compromised lately",
         "after the breach of contract I want my money back",
+        "I don't have a subscription, I cancelled it in May",
+        "someone is using the family plan slot I set up",
+        "someone else is using the shared Wi-Fi, is that why it's slow?",
+        "I don't have an account yet, how much does it cost?",
+        "my account got taken off the waiting list",
     ],
 )
 def test_does_not_raise_security_on_look_alikes(text: str) -> None:
