@@ -62,6 +62,13 @@ class ConversationState(StrEnum):
     DISMISSED = "dismissed"
 
 
+# States in which the customer has had an answer: their SLA timers stop.
+ANSWERED_STATES = (
+    ConversationState.RESPONDED,
+    ConversationState.RESOLVED,
+    ConversationState.DISMISSED,
+)
+
 ALLOWED_TRANSITIONS: Mapping[ConversationState, frozenset[ConversationState]] = MappingProxyType(
     {
         ConversationState.NEW: frozenset(

@@ -9,11 +9,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.errors import PipelineError
-from bot.models import ALLOWED_TRANSITIONS, ConversationState, Direction, Mention
+from bot.models import (
+    ALLOWED_TRANSITIONS,
+    ANSWERED_STATES,
+    ConversationState,
+    Direction,
+    Mention,
+)
 from storage import sla
 from storage.schema import Conversation, InteractionRow
-
-_ANSWERED = (ConversationState.RESPONDED, ConversationState.RESOLVED, ConversationState.DISMISSED)
 
 
 def transition(
@@ -38,7 +42,7 @@ def transition(
         conversation.resolved_at = at
     if target == ConversationState.NEW:
         conversation.resolved_at = None
-    if target in _ANSWERED and conversation.id is not None:
+    if target in ANSWERED_STATES and conversation.id is not None:
         sla.cancel_for_conversations(session, [conversation.id], reason=target.value, at=at)
 
 

@@ -6,11 +6,11 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from bot.models import Decision, EscalationStep
-from storage.schema import InteractionRow, SlaTimer
+from bot.models import ANSWERED_STATES, Decision, EscalationStep
+from storage.schema import Conversation, InteractionRow, SlaTimer
 
 PENDING = "pending"
 EXHAUSTED = "exhausted"
@@ -168,15 +168,36 @@ def resume_for_conversations(
     session: Session, conversation_ids: Collection[int], *, reason: str, at: datetime
 ) -> int:
     """Restart the timers of these conversations that ``reason`` stopped, where they were:
-    same deadline and escalation step (a deadline already past is a breach at the next tick)."""
+    same deadline and escalation step (a deadline already past is a breach at the next tick).
+    So too the timer of an incident their mentions joined, unless a conversation of another of
+    its reports is still answered (`cancel_for_conversations` stopped it on the first answer)."""
     if not conversation_ids:
         return 0
+    incidents = select(InteractionRow.incident_id).where(
+        InteractionRow.conversation_id.in_(conversation_ids),
+        InteractionRow.incident_id.is_not(None),
+    )
+    still_answered = (
+        select(InteractionRow.incident_id)
+        .join(Conversation, InteractionRow.conversation_id == Conversation.id)
+        .where(
+            InteractionRow.incident_id.is_not(None),
+            Conversation.id.not_in(conversation_ids),
+            Conversation.state.in_([state.value for state in ANSWERED_STATES]),
+        )
+    )
     result = session.execute(
         update(SlaTimer)
         .where(
             SlaTimer.state == CANCELLED,
             SlaTimer.cancel_reason == reason,
-            SlaTimer.conversation_id.in_(conversation_ids),
+            or_(
+                SlaTimer.conversation_id.in_(conversation_ids),
+                and_(
+                    SlaTimer.incident_id.in_(incidents),
+                    SlaTimer.incident_id.not_in(still_answered),
+                ),
+            ),
         )
         .values(state=PENDING, cancel_reason=None, updated_at=at)
         .execution_options(synchronize_session=False)

@@ -39,7 +39,7 @@ from bot.sla import Breach, SlaTimers
 from handlers.ticket_webhook import TicketWebhook
 from playbooks.engine import PlaybookDecider
 from playbooks.loader import load_playbooks
-from storage import sla
+from storage import replies, sla
 from storage.database import Database
 from storage.outbox import Effect
 from storage.schema import AuditEntry, Incident, InteractionRow, OutboxRow, SlaTimer
@@ -295,15 +295,21 @@ def test_reports_after_a_quiet_window_open_a_new_incident(
     assert [o.payload["incident"]["reports"] for o in opened] == [2, 2]
 
 
-def test_a_reply_to_an_incident_report_cancels_the_incident_timer(
-    database: Database, playbooks: Path
-) -> None:
-    """Answering the incident (in any report's conversation) stops its escalation."""
+def _incident(database: Database, playbooks: Path) -> tuple[Pipeline, Clock, list[Mention]]:
+    """Four outage reports, an incident from the third; the clock 20 minutes on."""
     clock = Clock(T0)
     pipeline = _pipeline(database, playbooks, clock)
     reports = [_outage(n, T0 + timedelta(minutes=n)) for n in range(1, 5)]
     _run(pipeline, *reports)
     clock.now = T0 + timedelta(minutes=20)
+    return pipeline, clock, reports
+
+
+def test_a_reply_to_an_incident_report_cancels_the_incident_timer(
+    database: Database, playbooks: Path
+) -> None:
+    """Answering the incident (in any report's conversation) stops its escalation."""
+    pipeline, clock, reports = _incident(database, playbooks)
     _run(
         pipeline,
         _mention(
@@ -313,6 +319,55 @@ def test_a_reply_to_an_incident_report_cancels_the_incident_timer(
     clock.now = T0 + timedelta(hours=2)
     fired = SlaTimers(database=database, clock=clock).fire_due()
     assert [b.timer.subject for b in fired if b.timer.subject.startswith("incident:")] == []
+
+
+def _incident_timer(database: Database) -> str:
+    with database.transaction() as session:
+        (state,) = session.scalars(
+            select(SlaTimer.state).where(SlaTimer.incident_id.is_not(None))
+        ).all()
+        return state
+
+
+def _fail_reply(database: Database, reply: Mention, at: datetime) -> bool:
+    """The platform refused ``reply`` for good (what the deliverer's failure hook records)."""
+    with database.transaction() as session:
+        reply_id = session.scalars(
+            select(InteractionRow.id).where(InteractionRow.external_id == reply.external_id)
+        ).one()
+        return replies.record_undelivered(session, reply_id, "X refused it", at=at)
+
+
+def test_a_reply_to_an_incident_report_that_fails_for_good_resumes_the_incident_timer(
+    database: Database, playbooks: Path
+) -> None:
+    """The reply that stopped the incident's escalation never reached the customer: the
+    incident's timer runs again, and escalates when it is due."""
+    pipeline, clock, reports = _incident(database, playbooks)
+    reply = _mention(
+        9, "Engineers are on it", clock.now, outbound=True, in_reply_to=reports[3].external_id
+    )
+    _run(pipeline, reply)
+    assert _incident_timer(database) == sla.CANCELLED
+    assert _fail_reply(database, reply, clock.now)
+    assert _incident_timer(database) == sla.PENDING
+    clock.now = T0 + timedelta(hours=2)
+    fired = SlaTimers(database=database, clock=clock).fire_due()
+    assert [b.timer.subject for b in fired if b.timer.subject.startswith("incident:")] != []
+
+
+def test_an_incident_answered_in_another_report_stays_stopped_when_one_reply_fails(
+    database: Database, playbooks: Path
+) -> None:
+    """Another report's conversation still has its answer: the incident is answered."""
+    pipeline, clock, reports = _incident(database, playbooks)
+    first, second = (
+        _mention(n, "Engineers are on it", clock.now, outbound=True, in_reply_to=r.external_id)
+        for n, r in ((9, reports[3]), (10, reports[2]))
+    )
+    _run(pipeline, first, second)
+    assert _fail_reply(database, first, clock.now)  # its own conversation is reopened
+    assert _incident_timer(database) == sla.CANCELLED
 
 
 class _Hooks(BaseHTTPRequestHandler):
