@@ -906,17 +906,18 @@ def outbox_retry(
     the next command that delivers sends them, in order."""
     with _errors():
         db = open_database(_settings(database))
+        now = now_utc()
         with db.transaction() as session:
-            retried = outbox.retry_failed(session, at=now_utc(), kind=kind)
+            retried = outbox.retry_failed(session, at=now, kind=kind)
             # A reply back in line is sent again; if it fails again, it is reopened again.
             sent_again = [e for e in retried if e.kind == effects.REPLY]
             replies.clear_undelivered(
-                session, [e.payload["interaction_id"] for e in sent_again], at=now_utc()
+                session, [e.payload["interaction_id"] for e in sent_again], at=now
             )
             outbox.enqueue_all(
                 session,
                 [s for e in sent_again for s in workbench.reply_retried_status(session, e)],
-                at=now_utc(),
+                at=now,
             )
             count = len(retried)
             audit.record(
@@ -925,7 +926,7 @@ def outbox_retry(
                 origin="cli",
                 action="outbox.retry",
                 details={"kind": kind, "effects": count},
-                at=now_utc(),
+                at=now,
             )
         out.print(f"{count} failed effect(s) queued again")
 

@@ -179,9 +179,15 @@ def reply_retried_status(session: Session, reply: OutboxEffect) -> list[effects.
     return _reply_card_status(session, reply, f"Replied by {_sender(reply)} (sent again)")
 
 
+def slack_mention(agent: object) -> str | None:
+    """How Slack pings an agent named as the interaction log names them (``slack:U0AGENT`` →
+    ``<@U0AGENT>``); None for anyone else."""
+    name = str(agent or "")
+    return f"<@{name.removeprefix('slack:')}>" if name.startswith("slack:") else None
+
+
 def _sender(reply: OutboxEffect) -> str:
-    agent = str(reply.payload.get("agent") or "")
-    return f"<@{agent.removeprefix('slack:')}>" if agent.startswith("slack:") else "an agent"
+    return slack_mention(reply.payload.get("agent")) or "an agent"
 
 
 def _reply_card_status(session: Session, reply: OutboxEffect, status: str) -> list[effects.Effect]:

@@ -19,7 +19,7 @@ from typing import Any
 from bot.console import contact_label, label_parts
 from bot.effects import step_label
 from bot.models import Incident, Interaction, Platform
-from bot.workbench import Draft
+from bot.workbench import Draft, slack_mention
 
 Block = dict[str, Any]
 # Slack's limits: section text 3,000 characters, a message 50 blocks, a button value 2,000.
@@ -410,8 +410,7 @@ def escalation_text(payload: dict[str, Any]) -> str:
 def reply_failed_text(payload: dict[str, Any]) -> str:
     """A reply that failed for good, in the conversation's thread: who sent it (pinged), where,
     why, and its text, so that they can check the customer has an answer."""
-    agent = str(payload.get("agent") or "")
-    who = f"<@{agent.removeprefix('slack:')}>" if agent.startswith("slack:") else "The agent"
+    who = slack_mention(payload.get("agent")) or "The agent"
     platform = escape(str(payload.get("platform") or "its platform"))
     text = "\n".join(f">{line}" for line in escape(str(payload.get("text") or "")).splitlines())
     return (

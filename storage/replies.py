@@ -123,13 +123,11 @@ def clear_undelivered(session: Session, interaction_ids: Sequence[int], *, at: d
     and their conversations responded, as when the agent first sent them."""
     if not interaction_ids:
         return
-    rows = session.scalars(
-        select(InteractionRow).where(
-            InteractionRow.id.in_(interaction_ids), InteractionRow.undelivered.is_not(None)
-        )
-    ).all()
-    for row in rows:
-        row.undelivered = None
-    conversations.responded_again(
-        session, [row.conversation_id for row in rows if row.conversation_id is not None], at=at
+    threads = session.scalars(
+        update(InteractionRow)
+        .where(InteractionRow.id.in_(interaction_ids), InteractionRow.undelivered.is_not(None))
+        .values(undelivered=None)
+        .returning(InteractionRow.conversation_id)
+        .execution_options(synchronize_session=False)
     )
+    conversations.responded_again(session, [c for c in threads if c is not None], at=at)

@@ -375,9 +375,10 @@ def test_a_reply_x_refuses_is_reported_to_the_agent_and_the_customer_awaits_an_a
     earful: Earful,
     env: dict[str, str],
 ) -> None:
-    """X refuses the reply (403): the card already said Replied, so the agent is pinged in the
-    card's thread with X's reason and their words; nothing is retried. The conversation awaits
-    a response again, its SLA timer running, and the reply is marked not delivered."""
+    """X refuses the reply (403): the card that said Replied says not delivered, and the agent
+    is pinged in its thread with X's reason and their words; nothing is retried. The
+    conversation awaits a response again, its SLA timer running, and the reply is marked not
+    delivered."""
     url, state = slack
     ts, stats = _send_refused_reply(database, playbooks, url, state, threaded_first=True)
     assert stats.failed == 1
